@@ -1,0 +1,46 @@
+"""The registry: every strategy by name. Adding one is a module here plus one entry below.
+
+Each module exposes ``run(fetch, urls, concurrency) -> list[Outcome]`` and nothing else.
+Modules are named, not imported, so the pytest process never imports gevent's patched world.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Fanout(Enum):
+    """How many requests a strategy keeps in flight at once."""
+
+    ONE = "one at a time"
+    PER_REQUEST = "one task per request"
+    POOL = "a pool of C"
+
+    def max_in_flight(self, requests: int, concurrency: int) -> int:
+        return {Fanout.ONE: 1, Fanout.PER_REQUEST: requests, Fanout.POOL: min(concurrency, requests)}[self]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    module: str
+    fanout: Fanout
+    # gevent strategies run in a worker that calls monkey.patch_all() before anything else.
+    gevent: bool = False
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    strategy.name: strategy
+    for strategy in (
+        Strategy("sequential", "bench.strategies.sequential", Fanout.ONE),
+        Strategy("threads", "bench.strategies.threads", Fanout.PER_REQUEST),
+        Strategy("threadpool", "bench.strategies.threadpool", Fanout.POOL),
+        Strategy("gevent-joinall", "bench.strategies.gevent_joinall", Fanout.PER_REQUEST, gevent=True),
+        Strategy("gevent-pool", "bench.strategies.gevent_pool", Fanout.POOL, gevent=True),
+    )
+}

@@ -1,0 +1,127 @@
+"""The parent's handle on a worker process: start it, ask for rounds, count its OS threads.
+
+One process per strategy (design rule 1): gevent's patch is process-wide, and memory and
+CPU figures are only honest when nothing else lives in the process. The parent talks over
+plain pipes, never multiprocessing, whose queues can hang under a patched ``threading``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.strategies import Strategy
+from bench.workload import Workload
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Importing requests (and gevent) and patching takes well under a second; CI machines are slower.
+STARTUP_TIMEOUT_S = 30.0
+# Short-lived threads are only seen if we look often; one read of /proc costs ~20 µs.
+THREAD_SAMPLE_INTERVAL_S = 0.001
+# On top of the worst case where every wave of requests runs into its timeout.
+ROUND_DEADLINE_SLACK_S = 30.0
+
+
+class WorkerError(RuntimeError):
+    """The worker died, stalled past its deadline, or broke the protocol."""
+
+
+class WorkerProcess:
+    """``with WorkerProcess(strategy, workload) as worker: worker.run_round()``."""
+
+    def __init__(self, strategy: Strategy, workload: Workload) -> None:
+        self.strategy = strategy
+        self.workload = workload
+        self.monkey_patched: bool | None = None
+        self._process: subprocess.Popen | None = None
+        self._selector = selectors.DefaultSelector()
+        self._buffer = b""
+
+    def __enter__(self) -> WorkerProcess:
+        entry = "bench.gevent_worker" if self.strategy.gevent else "bench.worker"
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", entry, self.strategy.name, json.dumps(self.workload.as_dict())],
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._selector.register(self._process.stdout, selectors.EVENT_READ)
+        try:
+            ready = self._read_message(time.monotonic() + STARTUP_TIMEOUT_S)
+            if not ready.get("ready"):
+                raise WorkerError(f"{self.strategy.name} worker sent {ready} instead of its ready line")
+            self.monkey_patched = ready["monkey_patched"]
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        self._selector.close()
+        process.stdin.close()  # EOF: the worker's loop ends and it exits 0
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def round_deadline_s(self) -> float:
+        waves = self.workload.requests / self.strategy.fanout.max_in_flight(
+            self.workload.requests, self.workload.concurrency
+        )
+        per_wave = self.workload.timeout_s + self.workload.delay_ms / 1000
+        return waves * per_wave + ROUND_DEADLINE_SLACK_S
+
+    def run_round(self) -> dict:
+        """Run one round; the result carries the worker's figures plus the OS threads we saw."""
+        started = time.perf_counter()
+        self._process.stdin.write(b"round\n")
+        self._process.stdin.flush()
+        threads_peak = [0]
+        result = self._read_message(
+            time.monotonic() + self.round_deadline_s(), on_idle=lambda: self._sample_threads(threads_peak)
+        )
+        result["round_trip_seconds"] = time.perf_counter() - started
+        result["os_threads_peak"] = threads_peak[0]
+        return result
+
+    def _sample_threads(self, peak: list[int]) -> None:
+        try:
+            # Field 20 of /proc/PID/stat is num_threads; the command name before it is in parentheses.
+            stat = Path(f"/proc/{self._process.pid}/stat").read_bytes()
+            peak[0] = max(peak[0], int(stat.rsplit(b")", 1)[1].split()[17]))
+        except (OSError, IndexError, ValueError):
+            pass  # the worker is exiting; _read_message reports that
+
+    def _read_message(self, deadline: float, on_idle=None) -> dict:
+        timeout = THREAD_SAMPLE_INTERVAL_S if on_idle else None
+        while b"\n" not in self._buffer:
+            if time.monotonic() > deadline:
+                self._process.kill()
+                raise WorkerError(f"{self.strategy.name} worker gave no answer before its deadline; killed it")
+            if on_idle:
+                on_idle()
+            if self._selector.select(timeout if timeout else max(0.0, deadline - time.monotonic())):
+                chunk = os.read(self._process.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    status = self._process.wait()
+                    raise WorkerError(f"{self.strategy.name} worker exited (status {status}) mid-conversation")
+                self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        message = json.loads(line)
+        if "fatal" in message:
+            raise WorkerError(message["fatal"])
+        return message

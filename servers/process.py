@@ -1,0 +1,102 @@
+"""Start the delay server as a subprocess and stop it, for conftest, tests and scripts.
+
+The server must live in its own process: in-process it would share the GIL, the CPU and the
+memory figures with the client being measured.
+"""
+
+from __future__ import annotations
+
+import json
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+READY_PREFIX = "listening on "
+# Importing aiohttp and binding takes ~0.3 s here; 20 s covers a cold, loaded CI machine.
+STARTUP_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 5.0
+
+
+class ServerStartError(RuntimeError):
+    """The server process exited or stayed silent instead of printing its ready line."""
+
+
+class DelayServer(NamedTuple):
+    base_url: str
+    process: subprocess.Popen
+
+    def url_for(self, path: str) -> str:
+        return self.base_url + path
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(self.url_for("/stats"), timeout=5) as response:
+            return json.load(response)
+
+    def reset_stats(self) -> dict:
+        request = urllib.request.Request(self.url_for("/stats/reset"), method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.load(response)
+
+
+@contextmanager
+def running_delay_server(
+    host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = STARTUP_TIMEOUT_S
+) -> Iterator[DelayServer]:
+    """Run ``python -m servers.delay`` until the block ends; yield once it accepts connections."""
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "servers.delay", "--host", host, "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            base_url = _wait_for_ready_line(process, stderr, startup_timeout_s)
+            yield DelayServer(base_url, process)
+        finally:
+            stop_process(process)
+
+
+def _wait_for_ready_line(process: subprocess.Popen, stderr, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while (remaining := deadline - time.monotonic()) > 0:
+            if selector.select(remaining):
+                line = process.stdout.readline()
+                if line.startswith(READY_PREFIX):
+                    return line[len(READY_PREFIX) :].strip()
+                if not line:  # EOF: the process is gone
+                    process.wait(timeout=STOP_TIMEOUT_S)
+                    stderr.seek(0)
+                    raise ServerStartError(
+                        f"delay server exited with status {process.returncode} before it was ready: "
+                        f"{stderr.read().strip()[-2000:] or '(no stderr)'}"
+                    )
+                raise ServerStartError(f"delay server printed {line!r} instead of {READY_PREFIX!r}...")
+    raise ServerStartError(f"delay server printed no ready line within {timeout_s:.0f} s")
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, wait, then SIGKILL: a process we started never outlives its owner."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for stream in (process.stdin, process.stdout):
+        if stream:
+            stream.close()
