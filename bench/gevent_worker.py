@@ -20,4 +20,4 @@ import sys  # noqa: E402  (everything after the patch on purpose)
 from bench.worker import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(expect_patched=True))
+    sys.exit(main())

@@ -64,7 +64,7 @@ def run_round(strategy_module, fetch, urls: list[str], concurrency: int) -> dict
     }
 
 
-def main(argv: list[str] | None = None, *, expect_patched: bool = False) -> int:
+def main(argv: list[str] | None = None) -> int:
     strategy_name, workload_json = (argv or sys.argv[1:])[:2]
     strategy = STRATEGIES[strategy_name]
     workload = Workload.from_dict(json.loads(workload_json))
@@ -77,8 +77,11 @@ def main(argv: list[str] | None = None, *, expect_patched: bool = False) -> int:
         channel.write(json.dumps(message) + "\n")
 
     patched = monkey_patched()
-    if patched != expect_patched:
-        send({"fatal": f"{strategy_name}: expected monkey_patched={expect_patched}, found {patched}"})
+    if patched != strategy.gevent:
+        # Unpatched, gevent runs every greenlet's IO one after another; patched, "threads"
+        # would be greenlets. Either would time the wrong thing, so refuse to start.
+        entry = "bench.gevent_worker" if strategy.gevent else "bench.worker"
+        send({"fatal": f"{strategy_name} needs monkey_patched={strategy.gevent} (run it with python -m {entry})"})
         return 1
     memory.check_supported()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -1,0 +1,107 @@
+"""The ``--bench-*`` command-line options: their defaults, their help, and their validation.
+
+Bad values are rejected by argparse while pytest parses its command line, so a typo stops
+the run with a usage error before a server or a worker starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from bench.strategies import STRATEGIES
+
+# The defaults tell the story in well under two minutes here: sequential needs N x D = 5 s a
+# round; D is several times N x the client's CPU cost per request (~1.5 ms), so the
+# unbounded strategies really have all N requests in flight at once.
+DEFAULT_REQUESTS = 50
+DEFAULT_DELAY_MS = 100
+DEFAULT_CONCURRENCY = 10
+DEFAULT_ROUNDS = 5
+MAX_DELAY_MS = 60_000  # the delay server's own limit
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    requests: int
+    delay_ms: int
+    concurrency: int
+    strategies: tuple[str, ...]
+    rounds: int
+
+    @classmethod
+    def from_config(cls, config) -> BenchOptions:
+        return cls(
+            requests=config.getoption("bench_requests"),
+            delay_ms=config.getoption("bench_delay_ms"),
+            concurrency=config.getoption("bench_concurrency"),
+            strategies=config.getoption("bench_strategies"),
+            rounds=config.getoption("bench_rounds"),
+        )
+
+
+def _int_at_least(minimum: int, maximum: int | None = None):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def strategy_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected at least one strategy name")
+    unknown = [name for name in names if name not in STRATEGIES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown strategy {unknown[0]!r}; known: {', '.join(STRATEGIES)}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a strategy is named twice in {text!r}")
+    return names
+
+
+def add_options(parser) -> None:
+    group = parser.getgroup("bench", "side-by-side concurrency benchmark (pytest bench/)")
+    group.addoption(
+        "--bench-requests",
+        type=_int_at_least(1),
+        default=DEFAULT_REQUESTS,
+        metavar="N",
+        help=f"requests sent in each round by every strategy (default {DEFAULT_REQUESTS})",
+    )
+    group.addoption(
+        "--bench-delay-ms",
+        type=_int_at_least(0, MAX_DELAY_MS),
+        default=DEFAULT_DELAY_MS,
+        metavar="D",
+        help=f"how long the server waits before answering each request, in ms (default {DEFAULT_DELAY_MS})",
+    )
+    group.addoption(
+        "--bench-concurrency",
+        type=_int_at_least(1),
+        default=DEFAULT_CONCURRENCY,
+        metavar="C",
+        help=f"size of the bounded pools, threadpool and gevent-pool (default {DEFAULT_CONCURRENCY})",
+    )
+    group.addoption(
+        "--bench-strategies",
+        type=strategy_names,
+        default=tuple(STRATEGIES),
+        metavar="a,b,...",
+        help=f"comma-separated strategies to run (default all: {','.join(STRATEGIES)})",
+    )
+    group.addoption(
+        "--bench-rounds",
+        type=_int_at_least(1),
+        default=DEFAULT_ROUNDS,
+        metavar="R",
+        help=f"measured rounds per strategy, after one warm-up round (default {DEFAULT_ROUNDS})",
+    )

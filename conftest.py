@@ -1,0 +1,22 @@
+"""Shared by the tests and the benchmarks: the ``--bench-*`` options and the delay server."""
+
+import pytest
+
+from bench.options import BenchOptions, add_options
+from servers.process import running_delay_server
+
+
+def pytest_addoption(parser):
+    add_options(parser)
+
+
+@pytest.fixture(scope="session")
+def bench_options(pytestconfig) -> BenchOptions:
+    return BenchOptions.from_config(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def delay_server():
+    """The delay server in its own process, for the whole session."""
+    with running_delay_server() as server:
+        yield server
