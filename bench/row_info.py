@@ -62,4 +62,7 @@ def _validity(rounds: list[dict], n: int) -> tuple[bool, str | None]:
         samples.update(r["error_samples"])
     reasons = "; ".join(f"{message} (x{count})" for message, count in samples.most_common(3))
     failed = sum(r["errors"] for r in failed_rounds)
-    return False, f"{failed} of {n * len(rounds)} requests failed in {len(failed_rounds)} of {len(rounds)} rounds: {reasons}"
+    return (
+        False,
+        f"{failed} of {n * len(rounds)} requests failed in {len(failed_rounds)} of {len(rounds)} rounds: {reasons}",
+    )

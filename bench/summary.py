@@ -40,7 +40,16 @@ def format_bytes(count: float) -> str:
 
 
 def memory_table(rows: list[Row]) -> list[str]:
-    header = ("strategy", "peak RSS", "RSS/request", "1st round", "CPU/request", "OS threads", "ok/errors", "patched")
+    header = (
+        "strategy",
+        "peak RSS",
+        "RSS/request",
+        "1st round",
+        "CPU/request",
+        "OS threads",
+        "ok/errors",
+        "patched",
+    )
     lines = [header]
     for row in rows:
         info = row.info
@@ -58,7 +67,10 @@ def memory_table(rows: list[Row]) -> list[str]:
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return [
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        )
         for line in lines
     ]
 
@@ -90,7 +102,9 @@ def render(rows: list[Row]) -> list[str]:
     for group, members in groupby(sorted(rows, key=lambda r: r.group), key=lambda r: r.group):
         members = list(members)
         first = members[0].info
-        workload = f"N={first['requests']} GETs of D={first['delay_ms']} ms, pools of C={first['concurrency']}"
+        workload = (
+            f"N={first['requests']} GETs of D={first['delay_ms']} ms, pools of C={first['concurrency']}"
+        )
         out += ["", f"memory and CPU per round: {group}  [{workload}]"]
         out += memory_table(members)
         out += ["", f"speedup (median wall time): {group}"]

@@ -24,6 +24,8 @@ def test_io_bound(benchmark, strategy, workload, bench_options, delay_server):
             warmup_rounds=WARMUP_ROUNDS,
             iterations=1,
         )
-    benchmark.extra_info.update(row_info(strategy, workload, worker.monkey_patched, rounds[0], rounds[WARMUP_ROUNDS:]))
+    benchmark.extra_info.update(
+        row_info(strategy, workload, worker.monkey_patched, rounds[0], rounds[WARMUP_ROUNDS:])
+    )
     if not benchmark.extra_info["valid"]:
         pytest.fail(f"{strategy.name}: INVALID: {benchmark.extra_info['invalid_reason']}")

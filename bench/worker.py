@@ -27,7 +27,9 @@ ERROR_SAMPLES = 3
 
 def monkey_patched() -> bool:
     """Whether socket and threading are gevent's: checked on the objects, not on a flag."""
-    return socket.socket.__module__.startswith("gevent") and threading.get_ident.__module__.startswith("gevent")
+    return socket.socket.__module__.startswith("gevent") and threading.get_ident.__module__.startswith(
+        "gevent"
+    )
 
 
 def cpu_seconds() -> float:
@@ -81,10 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         # Unpatched, gevent runs every greenlet's IO one after another; patched, "threads"
         # would be greenlets. Either would time the wrong thing, so refuse to start.
         entry = "bench.gevent_worker" if strategy.gevent else "bench.worker"
-        send({"fatal": f"{strategy_name} needs monkey_patched={strategy.gevent} (run it with python -m {entry})"})
+        send(
+            {
+                "fatal": f"{strategy_name} needs monkey_patched={strategy.gevent} (run it with python -m {entry})"
+            }
+        )
         return 1
     memory.check_supported()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one descriptor per open connection
 
     max_in_flight = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)

@@ -111,14 +111,18 @@ class WorkerProcess:
         while b"\n" not in self._buffer:
             if time.monotonic() > deadline:
                 self._process.kill()
-                raise WorkerError(f"{self.strategy.name} worker gave no answer before its deadline; killed it")
+                raise WorkerError(
+                    f"{self.strategy.name} worker gave no answer before its deadline; killed it"
+                )
             if on_idle:
                 on_idle()
             if self._selector.select(timeout if timeout else max(0.0, deadline - time.monotonic())):
                 chunk = os.read(self._process.stdout.fileno(), 1 << 16)
                 if not chunk:
                     status = self._process.wait()
-                    raise WorkerError(f"{self.strategy.name} worker exited (status {status}) mid-conversation")
+                    raise WorkerError(
+                        f"{self.strategy.name} worker exited (status {status}) mid-conversation"
+                    )
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         message = json.loads(line)

@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         default="127.0.0.1",
         help="address to bind (default 127.0.0.1; anything else exposes the server to the network)",
     )
-    parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: the kernel picks a free one)")
+    parser.add_argument(
+        "--port", type=int, default=0, help="port to bind (default 0: the kernel picks a free one)"
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in 0..65535, got {args.port}")

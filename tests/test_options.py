@@ -1,0 +1,66 @@
+"""Every --bench-* option: a bad value is a usage error before any process starts."""
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from bench.options import _int_at_least, strategy_names
+from bench.strategies import STRATEGIES
+from servers.process import PROJECT_ROOT
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("--bench-requests=0", "argument --bench-requests: must be >= 1, got 0"),
+        ("--bench-requests=ten", "argument --bench-requests: expected an integer, got 'ten'"),
+        ("--bench-delay-ms=-5", "argument --bench-delay-ms: must be >= 0, got -5"),
+        ("--bench-delay-ms=60001", "argument --bench-delay-ms: must be <= 60000, got 60001"),
+        ("--bench-concurrency=0", "argument --bench-concurrency: must be >= 1, got 0"),
+        ("--bench-rounds=0", "argument --bench-rounds: must be >= 1, got 0"),
+        ("--bench-strategies=threads,fibers", "argument --bench-strategies: unknown strategy 'fibers'"),
+        ("--bench-strategies=,", "argument --bench-strategies: expected at least one strategy name"),
+    ],
+)
+def test_bad_option_is_a_usage_error_before_anything_starts(argument, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "bench/", argument, "-p", "no:cacheprovider"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr
+    assert "collected" not in result.stdout  # stopped before collection, so before any server or worker
+
+
+def test_every_option_has_help_text():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    for option in ("requests", "delay-ms", "concurrency", "strategies", "rounds"):
+        line = next(line for line in result.stdout.splitlines() if f"--bench-{option}" in line)
+        assert "(default" in line or "default" in result.stdout.split(f"--bench-{option}")[1][:300]
+
+
+def test_strategy_names_keep_order_and_reject_repeats():
+    assert strategy_names("gevent-pool, sequential") == ("gevent-pool", "sequential")
+    assert set(strategy_names(",".join(STRATEGIES))) == set(STRATEGIES)
+    with pytest.raises(argparse.ArgumentTypeError, match="named twice"):
+        strategy_names("threads,threads")
+
+
+def test_integer_bounds():
+    parse = _int_at_least(1, 10)
+    assert parse("1") == 1
+    assert parse("10") == 10
+    for bad in ("0", "11", "1.5", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(bad)
