@@ -1,28 +1,39 @@
 """The worker process: runs one strategy, round after round, as its parent asks.
 
-``python -m bench.worker STRATEGY WORKLOAD_JSON`` (or ``bench.gevent_worker`` for gevent
-strategies). It speaks JSON lines: one ``ready`` line after start-up, then one result line
-for every ``round`` line it reads on stdin; EOF on stdin ends it. Only the round itself is
-inside the measured region: imports, the session and the URLs are made beforehand.
+``python -m bench.worker STRATEGY WORKLOAD_JSON`` (``bench.gevent_worker`` for gevent
+strategies). It speaks JSON lines: one ``ready`` line after start-up, then one answer per
+command read on stdin:
+
+- ``round``: run the strategy once and answer with the measured figures, nothing else, so
+  the parent's timer stops as soon as the round does;
+- ``details`` / ``timeline``: latency and in-flight figures of the last round (and every
+  request's start and end), computed outside the timed region.
+
+EOF on stdin ends it. Imports, the HTTP session and the URLs are made before ``ready``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import json
 import os
 import resource
+import signal
 import socket
 import sys
 import threading
 import time
 from collections import Counter
 
-from bench import memory
-from bench.strategies import STRATEGIES
-from bench.workload import Workload, make_fetch, make_session
+from bench import clients, memory
+from bench.strategies import STRATEGIES, Strategy
+from bench.timeline import round_details
+from bench.workload import Workload, describe_error
 
 # Distinct error messages kept per round: enough to act on, bounded however many failed.
 ERROR_SAMPLES = 3
+_PR_SET_PDEATHSIG = 1
 
 
 def monkey_patched() -> bool:
@@ -32,44 +43,86 @@ def monkey_patched() -> bool:
     )
 
 
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL us when the parent dies, even by SIGKILL: no orphaned workers."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before we asked
+        os._exit(1)
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def run_round(strategy_module, fetch, urls: list[str], concurrency: int) -> dict:
-    memory.reset_peak_rss()
-    rss_before = memory.rss_bytes()
-    cpu_before = cpu_seconds()
-    started = time.perf_counter()
-    round_error = None
-    try:
-        outcomes = strategy_module.run(fetch, urls, concurrency)
-    except Exception as exc:  # e.g. "can't start new thread": the round fails, the worker lives
-        outcomes, round_error = [], f"{type(exc).__name__}: {exc}"
-    wall_seconds = time.perf_counter() - started
-    cpu = cpu_seconds() - cpu_before
-    peak_rss = memory.peak_rss_bytes() - rss_before
+class Runner:
+    """One strategy bound to its task, its URLs and (for asyncio) its event loop."""
 
-    finished = [outcome for outcome in outcomes if outcome is not None]
-    ok = sum(outcome.ok for outcome in finished)
-    errors = Counter(outcome.error for outcome in finished if not outcome.ok)
-    if missing := len(urls) - len(finished):
-        errors[round_error or "request never completed (the task died without an outcome)"] += missing
-    return {
-        "wall_seconds": wall_seconds,
-        "cpu_seconds": cpu,
-        "peak_rss_bytes": peak_rss,
-        "ok": ok,
-        "errors": len(urls) - ok,
-        "error_samples": dict(errors.most_common(ERROR_SAMPLES)),
-    }
+    def __init__(self, strategy: Strategy, workload: Workload) -> None:
+        self.urls = workload.urls()
+        self.concurrency = workload.concurrency
+        self.module = strategy.load()
+        self.loop = asyncio.new_event_loop() if strategy.asyncio else None
+        pool_size = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
+        if workload.kind == "cpu":
+            self.fetch = clients.cpu_task(workload, asynchronous=strategy.asyncio)
+        elif strategy.asyncio:
+            self.fetch = self.loop.run_until_complete(clients.aiohttp_fetch(workload, pool_size))
+        else:
+            self.fetch = clients.requests_fetch(workload, pool_size)
+        self.last_outcomes: list = []
+        self.last_started = 0.0
+        self.rss_idle = memory.rss_bytes()
+
+    def send_all(self) -> list:
+        if self.loop:
+            return self.loop.run_until_complete(self.module.run(self.fetch, self.urls, self.concurrency))
+        return self.module.run(self.fetch, self.urls, self.concurrency)
+
+    def run_round(self) -> dict:
+        memory.reset_peak_rss()
+        rss_before = memory.rss_bytes()
+        cpu_before = cpu_seconds()
+        started = time.perf_counter()
+        round_error = None
+        try:
+            outcomes = self.send_all()
+        except Exception as exc:  # e.g. "can't start new thread": the round fails, the worker lives
+            outcomes, round_error = [], describe_error(exc)
+        wall_seconds = time.perf_counter() - started
+        cpu = cpu_seconds() - cpu_before
+        peak_rss = memory.peak_rss_bytes()
+
+        finished = [outcome for outcome in outcomes if outcome is not None]
+        self.last_outcomes, self.last_started = finished, started
+        ok = sum(outcome.ok for outcome in finished)
+        errors = Counter(outcome.error for outcome in finished if not outcome.ok)
+        if missing := len(self.urls) - len(finished):
+            errors[round_error or "task ended without an outcome (it raised or was killed)"] += missing
+        return {
+            "wall_seconds": wall_seconds,
+            "cpu_seconds": cpu,
+            "peak_rss_bytes": peak_rss - rss_before,
+            # Warm rounds reuse what earlier rounds freed (allocator arenas, cached thread
+            # stacks); measured from the idle process, the peak is the same every round.
+            "peak_rss_above_idle_bytes": peak_rss - self.rss_idle,
+            "ok": ok,
+            "errors": len(self.urls) - ok,
+            "error_samples": dict(errors.most_common(ERROR_SAMPLES)),
+        }
+
+    def close(self) -> None:
+        if self.loop:
+            if closer := getattr(self.fetch, "aclose", None):
+                self.loop.run_until_complete(closer())
+            self.loop.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     strategy_name, workload_json = (argv or sys.argv[1:])[:2]
     strategy = STRATEGIES[strategy_name]
     workload = Workload.from_dict(json.loads(workload_json))
+    die_with_parent()
 
     # The protocol owns the real stdout; anything else printing lands on stderr instead.
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
@@ -83,29 +136,24 @@ def main(argv: list[str] | None = None) -> int:
         # Unpatched, gevent runs every greenlet's IO one after another; patched, "threads"
         # would be greenlets. Either would time the wrong thing, so refuse to start.
         entry = "bench.gevent_worker" if strategy.gevent else "bench.worker"
-        send(
-            {
-                "fatal": f"{strategy_name} needs monkey_patched={strategy.gevent} (run it with python -m {entry})"
-            }
-        )
+        send({"fatal": f"{strategy_name} needs monkey_patched={strategy.gevent} (run it with python -m {entry})"})
         return 1
     memory.check_supported()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one descriptor per open connection
 
-    max_in_flight = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
-    fetch = make_fetch(workload, make_session(pool_size=max_in_flight))
-    module = strategy.load()
-    urls = workload.urls()
+    runner = Runner(strategy, workload)
     send({"ready": True, "pid": os.getpid(), "monkey_patched": patched})
-
-    for command in sys.stdin:
-        if command.strip() != "round":
-            send({"fatal": f"unknown command {command.strip()!r}"})
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "round":
+            send(runner.run_round() | {"monkey_patched": patched})
+        elif command in ("details", "timeline"):
+            send(round_details(runner.last_outcomes, runner.last_started, with_timeline=command == "timeline"))
+        else:
+            send({"fatal": f"unknown command {command!r}"})
             return 1
-        result = run_round(module, fetch, urls, workload.concurrency)
-        result["monkey_patched"] = patched
-        send(result)
+    runner.close()
     return 0
 
 

@@ -25,6 +25,8 @@ STARTUP_TIMEOUT_S = 30.0
 THREAD_SAMPLE_INTERVAL_S = 0.001
 # On top of the worst case where every wave of requests runs into its timeout.
 ROUND_DEADLINE_SLACK_S = 30.0
+# Sorting and summarizing even 10,000 requests takes well under a second.
+DETAILS_TIMEOUT_S = 30.0
 
 
 class WorkerError(RuntimeError):
@@ -88,15 +90,24 @@ class WorkerProcess:
     def run_round(self) -> dict:
         """Run one round; the result carries the worker's figures plus the OS threads we saw."""
         started = time.perf_counter()
-        self._process.stdin.write(b"round\n")
-        self._process.stdin.flush()
         threads_peak = [0]
-        result = self._read_message(
-            time.monotonic() + self.round_deadline_s(), on_idle=lambda: self._sample_threads(threads_peak)
-        )
+        result = self._ask("round", self.round_deadline_s(), on_idle=lambda: self._sample_threads(threads_peak))
         result["round_trip_seconds"] = time.perf_counter() - started
         result["os_threads_peak"] = threads_peak[0]
         return result
+
+    def details(self, timeline: bool = False) -> dict:
+        """Latency and in-flight figures of the last round; with ``timeline``, every request's span."""
+        return self._ask("timeline" if timeline else "details", DETAILS_TIMEOUT_S)
+
+    def _ask(self, command: str, timeout_s: float, on_idle=None) -> dict:
+        try:
+            self._process.stdin.write(command.encode() + b"\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            status = self._process.wait()
+            raise WorkerError(f"{self.strategy.name} worker exited (status {status}) before {command!r}") from None
+        return self._read_message(time.monotonic() + timeout_s, on_idle)
 
     def _sample_threads(self, peak: list[int]) -> None:
         try:

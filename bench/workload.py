@@ -1,18 +1,14 @@
-"""The workload every strategy sends, and the one ``fetch`` they all call.
+"""The workload every strategy runs, and what one task's outcome looks like.
 
-Only the concurrency model differs between strategies: the URL, the HTTP client, its
-connection pool and its timeout are the same for all of them.
+Only the concurrency model differs between strategies: the URL, the HTTP client settings and
+the timeout (or, in the CPU-bound control, the amount of work) are the same for all of them.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
-
-import requests
-from requests.adapters import HTTPAdapter
 
 # Generous on purpose: a timeout must never be what ends a healthy request, even with
 # thousands in flight on a loaded 2-core machine; it is there so a broken server cannot hang us.
@@ -21,13 +17,19 @@ REQUEST_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class Workload:
-    """N GETs of ``/delay?ms=D`` against the delay server; C caps the pooled strategies."""
+    """N tasks; for ``kind="io"`` each is a GET of ``/delay?ms=D``, for ``"cpu"`` pure-Python work.
+
+    C caps the pooled strategies. ``cpu_iterations`` sizes the CPU task: the same count for
+    every strategy, calibrated once by the parent.
+    """
 
     base_url: str
     requests: int
     delay_ms: int
     concurrency: int
     timeout_s: float = REQUEST_TIMEOUT_S
+    kind: str = "io"
+    cpu_iterations: int = 0
 
     @property
     def url(self) -> str:
@@ -49,7 +51,7 @@ class Workload:
 
 
 class Outcome(NamedTuple):
-    """One request as the client saw it; ``error`` is a one-line reason or None."""
+    """One task as the client saw it (perf_counter seconds); ``error`` is a one-line reason or None."""
 
     ok: bool
     started: float
@@ -57,30 +59,5 @@ class Outcome(NamedTuple):
     error: str | None = None
 
 
-def make_session(pool_size: int) -> requests.Session:
-    """A keep-alive session whose pool holds a connection for every request that may be in flight.
-
-    requests' default pool keeps 10 connections per host: with more in flight, the extra
-    connections are opened and thrown away after each request, so unbounded strategies would
-    pay a connect per request that the pools do not. ``pool_block=False`` keeps the pool from
-    ever making a request wait for a free connection.
-    """
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, pool_block=False, max_retries=0)
-    session.mount("http://", adapter)
-    return session
-
-
-def make_fetch(workload: Workload, session: requests.Session):
-    """Return ``fetch(url) -> Outcome``: one GET that never raises, so no failure is lost or fast."""
-
-    def fetch(url: str) -> Outcome:
-        started = time.perf_counter()
-        try:
-            response = session.get(url, timeout=workload.timeout_s)
-            error = None if response.status_code == 200 else f"HTTP {response.status_code}"
-        except Exception as exc:  # every failure becomes a counted error, whatever its type
-            error = f"{type(exc).__name__}: {exc}"[:300]
-        return Outcome(error is None, started, time.perf_counter(), error)
-
-    return fetch
+def describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]

@@ -1,7 +1,8 @@
 """The registry: every strategy by name. Adding one is a module here plus one entry below.
 
-Each module exposes ``run(fetch, urls, concurrency) -> list[Outcome]`` and nothing else.
-Modules are named, not imported, so the pytest process never imports gevent's patched world.
+Each module exposes ``run(fetch, urls, concurrency) -> list[Outcome]`` and nothing else
+(``async def run`` for the asyncio ones). Modules are named, not imported, so the pytest
+process never imports them; their worker processes do.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ class Strategy:
     fanout: Fanout
     # gevent strategies run in a worker that calls monkey.patch_all() before anything else.
     gevent: bool = False
+    # "requests" for code that blocks (threads, greenlets); "aiohttp" for asyncio, whose
+    # client has its own CPU cost per request: the tables name the client for that reason.
+    client: str = "requests"
+
+    @property
+    def asyncio(self) -> bool:
+        return self.client == "aiohttp"
 
     def load(self):
         return importlib.import_module(self.module)
@@ -42,5 +50,9 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("threadpool", "bench.strategies.threadpool", Fanout.POOL),
         Strategy("gevent-joinall", "bench.strategies.gevent_joinall", Fanout.PER_REQUEST, gevent=True),
         Strategy("gevent-pool", "bench.strategies.gevent_pool", Fanout.POOL, gevent=True),
+        Strategy("asyncio-aiohttp", "bench.strategies.asyncio_gather", Fanout.PER_REQUEST, client="aiohttp"),
+        Strategy(
+            "asyncio-aiohttp-bounded", "bench.strategies.asyncio_semaphore", Fanout.POOL, client="aiohttp"
+        ),
     )
 }
