@@ -1,4 +1,4 @@
-"""Benchmark-only wiring: where runs are saved, which strategies run, the tables at the end."""
+"""Benchmark-only wiring: where runs are saved, which cases run, the tables at the end."""
 
 from pathlib import Path
 
@@ -6,8 +6,9 @@ import pytest
 from pytest_benchmark.utils import get_tag
 
 from bench import summary
+from bench.clients import calibrate_spin
+from bench.scenarios import CPU_TASK_MS, SCENARIOS
 from bench.strategies import STRATEGIES
-from bench.workload import Workload
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 PYTEST_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
@@ -25,25 +26,31 @@ def pytest_configure(config):
 
 
 def pytest_generate_tests(metafunc):
-    if "strategy" in metafunc.fixturenames:
-        names = metafunc.config.getoption("bench_strategies")
-        metafunc.parametrize("strategy", [STRATEGIES[name] for name in names], ids=names)
+    """One test per (workload shape, strategy), in scenario order, then registry order."""
+    if "shape" in metafunc.fixturenames:
+        options = metafunc.config.getoption
+        names = options("bench_strategies")
+        from bench.options import BenchOptions
+
+        bench_options = BenchOptions.from_config(metafunc.config)
+        cases = [
+            pytest.param(shape, STRATEGIES[name], id=f"{shape.test_id}-{name}")
+            for scenario in options("bench_scenario")
+            for shape in SCENARIOS[scenario].shapes(bench_options)
+            for name in names
+        ]
+        metafunc.parametrize(("shape", "strategy"), cases)
 
 
 @pytest.fixture(scope="session")
-def workload(delay_server, bench_options) -> Workload:
-    return Workload(
-        base_url=delay_server.base_url,
-        requests=bench_options.requests,
-        delay_ms=bench_options.delay_ms,
-        concurrency=bench_options.concurrency,
-    )
+def cpu_iterations() -> int:
+    """The CPU task's size, calibrated once here so every strategy's worker does the same work."""
+    return calibrate_spin(CPU_TASK_MS)
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's own table
 def pytest_terminal_summary(terminalreporter, config):
     session = getattr(config, "_benchmarksession", None)
     rows = summary.rows_from_session(session.benchmarks if session else [])
-    if rows:
-        for line in summary.render(rows):
-            terminalreporter.write_line(line)
+    for line in summary.render(rows):
+        terminalreporter.write_line(line)

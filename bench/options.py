@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from bench.scenarios import SCENARIOS
 from bench.strategies import STRATEGIES
 
 # The defaults tell the story in well under two minutes here: sequential needs N x D = 5 s a
@@ -18,6 +19,9 @@ DEFAULT_REQUESTS = 50
 DEFAULT_DELAY_MS = 100
 DEFAULT_CONCURRENCY = 10
 DEFAULT_ROUNDS = 5
+# Per strategy and workload, estimated before it starts: sequential at high concurrency
+# would take hours and is skipped with the reason printed.
+DEFAULT_MAX_SECONDS = 120.0
 MAX_DELAY_MS = 60_000  # the delay server's own limit
 
 
@@ -28,6 +32,8 @@ class BenchOptions:
     concurrency: int
     strategies: tuple[str, ...]
     rounds: int
+    scenarios: tuple[str, ...] = ("quick",)
+    max_seconds: float = DEFAULT_MAX_SECONDS
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -37,6 +43,8 @@ class BenchOptions:
             concurrency=config.getoption("bench_concurrency"),
             strategies=config.getoption("bench_strategies"),
             rounds=config.getoption("bench_rounds"),
+            scenarios=config.getoption("bench_scenario"),
+            max_seconds=config.getoption("bench_max_seconds"),
         )
 
 
@@ -56,16 +64,34 @@ def _int_at_least(minimum: int, maximum: int | None = None):
     return parse
 
 
-def strategy_names(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("expected at least one strategy name")
-    unknown = [name for name in names if name not in STRATEGIES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown strategy {unknown[0]!r}; known: {', '.join(STRATEGIES)}")
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"a strategy is named twice in {text!r}")
-    return names
+def _names_from(registry: dict, kind: str):
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected at least one {kind} name")
+        unknown = [name for name in names if name not in registry]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {unknown[0]!r}; known: {', '.join(registry)}")
+        if len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"a {kind} is named twice in {text!r}")
+        return names
+
+    parse.__name__ = f"{kind} names"
+    return parse
+
+
+strategy_names = _names_from(STRATEGIES, "strategy")
+scenario_names = _names_from(SCENARIOS, "scenario")
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def add_options(parser) -> None:
@@ -103,5 +129,22 @@ def add_options(parser) -> None:
         type=_int_at_least(1),
         default=DEFAULT_ROUNDS,
         metavar="R",
-        help=f"measured rounds per strategy, after one warm-up round (default {DEFAULT_ROUNDS})",
+        help=f"measured rounds per strategy, after one warm-up round (default {DEFAULT_ROUNDS}; "
+        "high-concurrency and sweep run at most 3)",
+    )
+    group.addoption(
+        "--bench-scenario",
+        type=scenario_names,
+        default=("quick",),
+        metavar="NAME[,NAME...]",
+        help="scenarios to run, comma-separated (default quick): "
+        + "; ".join(f"{s.name}: {s.description}" for s in SCENARIOS.values()),
+    )
+    group.addoption(
+        "--bench-max-seconds",
+        type=positive_seconds,
+        default=DEFAULT_MAX_SECONDS,
+        metavar="S",
+        help="skip, with the reason printed, a strategy whose estimated time for one workload "
+        f"(all its rounds) exceeds S seconds (default {DEFAULT_MAX_SECONDS:.0f})",
     )

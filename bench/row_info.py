@@ -1,68 +1,136 @@
-"""Reduce a strategy's measured rounds to the ``extra_info`` of its pytest-benchmark row.
+"""Reduce a strategy's rounds to the ``extra_info`` of its pytest-benchmark row, and judge it.
 
-How each per-round figure becomes one number (the README's "How figures are reduced"):
-peak memory and OS threads take the worst measured round (a peak is a peak); CPU time and
-harness overhead take the median round; ok and errors are those of the worst round, and the
-row is valid only if every round had ok == N. Warm rounds reuse memory the previous round
-freed (allocator arenas, glibc's cache of thread stacks), so the warm-up round's peak is kept
-too, as the cold cost.
+How each per-round figure becomes one number is the README's "How figures are reduced":
+peaks (memory, threads, in-flight, server lateness) take the worst round, because a peak is
+a peak; CPU time, latency and harness overhead take the median round; ok and errors are
+those of the worst round.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections import Counter
 
 from bench.strategies import Strategy
 from bench.workload import Workload
 
+# The server fell behind if its responses left later than this after their due time.
+SERVER_LATENESS_FLOOR_MS = 20.0
+SERVER_LATENESS_SHARE_OF_DELAY = 0.10
+# Below this share of the in-flight it asked for, a strategy never really ran concurrently:
+# it spent so long preparing requests that the first answers came back before the last left.
+CPU_BOUND_IN_FLIGHT_SHARE = 0.75
+
+
+def lateness_limit_ms(delay_ms: int) -> float:
+    return max(SERVER_LATENESS_FLOOR_MS, SERVER_LATENESS_SHARE_OF_DELAY * delay_ms)
+
+
+def efficiency(ideal_seconds: float, cpu_seconds: float, median_seconds: float) -> tuple[float, str]:
+    """How close the median round came to the best possible, and which bound binds.
+
+    The bound is the larger of the server's delay, ceil(N / C) * D, and the client's own CPU
+    time on one core: with requests (~1.5 ms a request) the CPU term wins long before the
+    network does.
+    """
+    bound = max(ideal_seconds, cpu_seconds)
+    return bound / median_seconds, ("cpu" if cpu_seconds > ideal_seconds else "delay")
+
+
+def _worst(rounds: list[dict], key: str):
+    values = [r[key] for r in rounds if r.get(key) is not None]
+    return max(values) if values else None
+
+
+def _median(rounds: list[dict], key: str):
+    values = [r[key] for r in rounds if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
 
 def row_info(
-    strategy: Strategy, workload: Workload, monkey_patched: bool, first_round: dict, rounds: list[dict]
+    strategy: Strategy,
+    workload: Workload,
+    monkey_patched: bool,
+    warmup: list[dict],
+    rounds: list[dict],
+    scenario: str = "quick",
 ) -> dict:
-    """``first_round`` is the untimed warm-up: its memory is the cold cost, before any reuse."""
     n = workload.requests
+    allowed = strategy.fanout.max_in_flight(n, workload.concurrency)
     worst = max(rounds, key=lambda r: r["errors"])
-    max_in_flight = strategy.fanout.max_in_flight(n, workload.concurrency)
-    cpu_seconds = statistics.median(r["cpu_seconds"] for r in rounds)
-    peak_rss = max(r["peak_rss_bytes"] for r in rounds)
+    cpu_seconds = _median(rounds, "cpu_seconds")
+    median_seconds = _median(rounds, "round_trip_seconds")
+    client_in_flight = _worst(rounds, "client_max_in_flight")
+    above_idle = _worst(rounds, "peak_rss_above_idle_bytes")
+    ideal = workload.ideal_seconds(allowed)
+    score, bound = efficiency(ideal, cpu_seconds, median_seconds)
     info = {
+        "scenario": scenario,
         "strategy": strategy.name,
+        "client": strategy.client,
+        "kind": workload.kind,
         "requests": n,
         "delay_ms": workload.delay_ms,
         "concurrency": workload.concurrency,
-        "max_in_flight_allowed": max_in_flight,
+        "max_in_flight_allowed": allowed,
         "timeout_s": workload.timeout_s,
         "rounds": len(rounds),
         "ok": worst["ok"],
         "errors": worst["errors"],
         "errors_all_rounds": sum(r["errors"] for r in rounds),
-        "peak_rss_bytes": peak_rss,
-        "peak_rss_per_request_bytes": peak_rss / n,
-        "peak_rss_first_round_bytes": first_round["peak_rss_bytes"],
+        "peak_rss_bytes": _worst(rounds, "peak_rss_bytes"),
+        "peak_rss_above_idle_bytes": above_idle,
+        "peak_rss_first_round_bytes": warmup[0]["peak_rss_bytes"] if warmup else None,
+        "peak_rss_per_request_bytes": above_idle / n,
+        "peak_rss_per_inflight_bytes": above_idle / client_in_flight if client_in_flight else None,
         "cpu_seconds": cpu_seconds,
         "cpu_per_request_ms": cpu_seconds / n * 1000,
-        "os_threads_peak": max(r["os_threads_peak"] for r in rounds),
+        "os_threads_peak": _worst(rounds, "os_threads_peak"),
         "monkey_patched": monkey_patched,
-        "ideal_seconds": workload.ideal_seconds(max_in_flight),
+        "client_max_in_flight": client_in_flight,
+        "latency_p50_ms": _median(rounds, "latency_p50_ms"),
+        "latency_p99_ms": _median(rounds, "latency_p99_ms"),
+        "server_lateness_p99_ms": _worst(rounds, "server_lateness_p99_ms"),
+        "server_max_in_flight": _worst(rounds, "server_max_in_flight"),
+        "listen_overflows": sum(r.get("listen_overflows", 0) for r in rounds),
+        "ideal_seconds": ideal,
+        "efficiency": score,
+        "efficiency_bound": bound,
+        "cpu_bound": bool(
+            client_in_flight is not None and client_in_flight < CPU_BOUND_IN_FLIGHT_SHARE * allowed
+        ),
+        "round_seconds": [r["round_trip_seconds"] for r in rounds],
         "worker_wall_seconds": [r["wall_seconds"] for r in rounds],
         "harness_overhead_ms": statistics.median(r["round_trip_seconds"] - r["wall_seconds"] for r in rounds)
         * 1000,
     }
-    info["valid"], info["invalid_reason"] = _validity(rounds, n)
+    reasons = invalid_reasons(info, rounds, workload)
+    info["valid"] = not reasons
+    info["invalid_reason"] = "; ".join(reasons) or None
     return info
 
 
-def _validity(rounds: list[dict], n: int) -> tuple[bool, str | None]:
-    failed_rounds = [r for r in rounds if r["ok"] != n]
-    if not failed_rounds:
-        return True, None
-    samples = Counter()
-    for r in failed_rounds:
-        samples.update(r["error_samples"])
-    reasons = "; ".join(f"{message} (x{count})" for message, count in samples.most_common(3))
-    failed = sum(r["errors"] for r in failed_rounds)
-    return (
-        False,
-        f"{failed} of {n * len(rounds)} requests failed in {len(failed_rounds)} of {len(rounds)} rounds: {reasons}",
-    )
+def invalid_reasons(info: dict, rounds: list[dict], workload: Workload) -> list[str]:
+    """Why this row measured the wrong thing, if it did (design rules 4 and 5)."""
+    reasons = []
+    n = workload.requests
+    failed = [r for r in rounds if r["ok"] != n]
+    if failed:
+        samples: dict[str, int] = {}
+        for r in failed:
+            for message, count in r["error_samples"].items():
+                samples[message] = samples.get(message, 0) + count
+        common = sorted(samples.items(), key=lambda item: -item[1])[:3]
+        why = "; ".join(f"{message} (x{count})" for message, count in common)
+        reasons.append(
+            f"{sum(r['errors'] for r in failed)} of {n * len(rounds)} requests failed "
+            f"in {len(failed)} of {len(rounds)} rounds: {why}"
+        )
+    lateness = info["server_lateness_p99_ms"]
+    if lateness is not None and lateness > lateness_limit_ms(workload.delay_ms):
+        reasons.append(
+            f"the server fell behind: its responses left {lateness:.0f} ms late (p99), "
+            f"over the {lateness_limit_ms(workload.delay_ms):.0f} ms allowed"
+        )
+    if info["listen_overflows"]:
+        reasons.append(f"the kernel dropped {info['listen_overflows']} connections on a full listen queue")
+    return reasons

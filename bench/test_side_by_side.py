@@ -1,31 +1,48 @@
-"""Side by side: the same N delayed GETs sent by each strategy, each in its own worker process.
+"""Side by side: the same workload sent by each strategy, each in its own worker process.
 
-pytest-benchmark times each round from the parent (the worker's own figures and the
-harness overhead go into extra_info); setup, imports and the worker's start are untimed.
+pytest-benchmark times each round from the parent; the worker's own figures, the server's
+and the kernel's go into extra_info. Setup, imports and the worker's start are untimed.
 """
 
 import pytest
 
+from bench.rounds import RoundRecorder
 from bench.row_info import row_info
 from bench.worker_process import WorkerProcess
+from bench.workload import Workload
 
 # One untimed round first: connections get opened and code paths warmed, for every strategy alike.
 WARMUP_ROUNDS = 1
 
 
-def test_io_bound(benchmark, strategy, workload, bench_options, delay_server):
-    """Time N GETs of /delay?ms=D; record memory, CPU, threads and ok/errors per round."""
-    benchmark.group = f"io: {workload.requests} x {workload.delay_ms} ms, C={workload.concurrency}"
-    with WorkerProcess(strategy, workload) as worker:
-        rounds = []
-        benchmark.pedantic(
-            lambda: rounds.append(worker.run_round()),
-            rounds=bench_options.rounds,
-            warmup_rounds=WARMUP_ROUNDS,
-            iterations=1,
-        )
-    benchmark.extra_info.update(
-        row_info(strategy, workload, worker.monkey_patched, rounds[0], rounds[WARMUP_ROUNDS:])
+@pytest.fixture
+def workload(shape, delay_server, request) -> Workload:
+    cpu = shape.kind == "cpu"
+    return Workload(
+        base_url=delay_server.base_url,
+        requests=shape.requests,
+        delay_ms=shape.delay_ms,
+        concurrency=shape.concurrency,
+        kind=shape.kind,
+        cpu_iterations=request.getfixturevalue("cpu_iterations") if cpu else 0,
     )
-    if not benchmark.extra_info["valid"]:
-        pytest.fail(f"{strategy.name}: INVALID: {benchmark.extra_info['invalid_reason']}")
+
+
+def test_side_by_side(benchmark, shape, strategy, workload, bench_options, delay_server):
+    """Run R timed rounds of the workload; record memory, CPU, threads, latency and validity."""
+    rounds = shape.rounds or bench_options.rounds
+    estimate = (rounds + WARMUP_ROUNDS) * shape.estimated_round_seconds(strategy)
+    if estimate > bench_options.max_seconds:
+        pytest.skip(
+            f"{strategy.name} on {shape.group}: estimated {estimate:.0f} s > --bench-max-seconds "
+            f"{bench_options.max_seconds:.0f}"
+        )
+    benchmark.group = shape.group
+    with WorkerProcess(strategy, workload) as worker:
+        recorder = RoundRecorder(worker, delay_server if shape.kind == "io" else None)
+        warmup, measured = recorder.run(benchmark, rounds=rounds, warmup_rounds=WARMUP_ROUNDS)
+        timeline = worker.details(timeline=True)["timeline"]
+    info = row_info(strategy, workload, worker.monkey_patched, warmup, measured, scenario=shape.scenario)
+    benchmark.extra_info.update(info, timeline=timeline)
+    if not info["valid"]:
+        pytest.fail(f"{strategy.name}: INVALID: {info['invalid_reason']}")

@@ -38,7 +38,11 @@ def round_details(outcomes: list[Outcome], round_started: float, with_timeline: 
         details["timeline"] = {
             "every_nth_request": step,
             "requests": [
-                [round((o.started - round_started) * 1000, 3), round((o.finished - round_started) * 1000, 3), o.ok]
+                [
+                    round((o.started - round_started) * 1000, 3),
+                    round((o.finished - round_started) * 1000, 3),
+                    o.ok,
+                ]
                 for o in outcomes[::step]
             ],
         }

@@ -136,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         # Unpatched, gevent runs every greenlet's IO one after another; patched, "threads"
         # would be greenlets. Either would time the wrong thing, so refuse to start.
         entry = "bench.gevent_worker" if strategy.gevent else "bench.worker"
-        send({"fatal": f"{strategy_name} needs monkey_patched={strategy.gevent} (run it with python -m {entry})"})
+        send(
+            {
+                "fatal": f"{strategy_name} needs monkey_patched={strategy.gevent} (run it with python -m {entry})"
+            }
+        )
         return 1
     memory.check_supported()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -149,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "round":
             send(runner.run_round() | {"monkey_patched": patched})
         elif command in ("details", "timeline"):
-            send(round_details(runner.last_outcomes, runner.last_started, with_timeline=command == "timeline"))
+            send(
+                round_details(runner.last_outcomes, runner.last_started, with_timeline=command == "timeline")
+            )
         else:
             send({"fatal": f"unknown command {command!r}"})
             return 1

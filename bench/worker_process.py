@@ -91,7 +91,9 @@ class WorkerProcess:
         """Run one round; the result carries the worker's figures plus the OS threads we saw."""
         started = time.perf_counter()
         threads_peak = [0]
-        result = self._ask("round", self.round_deadline_s(), on_idle=lambda: self._sample_threads(threads_peak))
+        result = self._ask(
+            "round", self.round_deadline_s(), on_idle=lambda: self._sample_threads(threads_peak)
+        )
         result["round_trip_seconds"] = time.perf_counter() - started
         result["os_threads_peak"] = threads_peak[0]
         return result
@@ -106,7 +108,9 @@ class WorkerProcess:
             self._process.stdin.flush()
         except BrokenPipeError:
             status = self._process.wait()
-            raise WorkerError(f"{self.strategy.name} worker exited (status {status}) before {command!r}") from None
+            raise WorkerError(
+                f"{self.strategy.name} worker exited (status {status}) before {command!r}"
+            ) from None
         return self._read_message(time.monotonic() + timeout_s, on_idle)
 
     def _sample_threads(self, peak: list[int]) -> None:

@@ -1,0 +1,86 @@
+"""Named scenarios: which workloads ``pytest bench/ --bench-scenario NAME[,NAME...]`` runs.
+
+Each workload shape becomes its own pytest-benchmark group, so strategies are only ever
+compared on the same work. ``--bench-requests`` and ``--bench-delay-ms`` shape ``quick``;
+``--bench-concurrency`` sizes the pools of ``quick``, ``sweep`` and ``cpu``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.strategies import Strategy
+
+# What one request costs the client in CPU, for estimating a row's time before running it
+# (measured: ~1.5 ms with requests, ~0.1-0.2 ms with aiohttp; the estimate errs long).
+CLIENT_CPU_PER_REQUEST_ESTIMATE_S = 0.002
+# The CPU-bound control's task: long enough to dwarf scheduling overhead, short enough for
+# 50 of them to run in a quarter of a second.
+CPU_TASK_MS = 5
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One workload of a scenario: N tasks, D ms of server delay, pools of C."""
+
+    scenario: str
+    requests: int
+    delay_ms: int
+    concurrency: int
+    kind: str = "io"
+    rounds: int | None = None  # None: --bench-rounds
+
+    @property
+    def group(self) -> str:
+        if self.kind == "cpu":
+            return f"{self.scenario}: {self.requests} CPU tasks of ~{CPU_TASK_MS} ms, C={self.concurrency}"
+        return f"{self.scenario}: {self.requests} x {self.delay_ms} ms, C={self.concurrency}"
+
+    @property
+    def test_id(self) -> str:
+        return self.scenario if self.scenario != "sweep" else f"sweep-N{self.requests}"
+
+    def estimated_round_seconds(self, strategy: Strategy) -> float:
+        in_flight = strategy.fanout.max_in_flight(self.requests, self.concurrency)
+        if self.kind == "cpu":
+            return self.requests * CPU_TASK_MS / 1000
+        waves = math.ceil(self.requests / in_flight)
+        return waves * self.delay_ms / 1000 + self.requests * CLIENT_CPU_PER_REQUEST_ESTIMATE_S
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    shapes: Callable[[object], list[Shape]]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario
+    for scenario in (
+        Scenario(
+            "quick",
+            "the default: N GETs of D ms (--bench-requests, --bench-delay-ms), pools of C",
+            lambda o: [Shape("quick", o.requests, o.delay_ms, o.concurrency)],
+        ),
+        Scenario(
+            "high-concurrency",
+            "2,000 GETs of 1,000 ms, pools of 200: thousands in flight at once",
+            lambda o: [Shape("high-concurrency", 2000, 1000, 200, rounds=min(o.rounds, 3))],
+        ),
+        Scenario(
+            "sweep",
+            "N = 10, 100, 1000, 5000 GETs of 200 ms, pools of C: how time and memory grow with N",
+            lambda o: [
+                Shape("sweep", n, 200, o.concurrency, rounds=min(o.rounds, 3)) for n in (10, 100, 1000, 5000)
+            ],
+        ),
+        Scenario(
+            "cpu",
+            f"the control: 50 pure-Python CPU tasks of ~{CPU_TASK_MS} ms instead of requests, pools of C",
+            lambda o: [Shape("cpu", 50, 0, o.concurrency, kind="cpu")],
+        ),
+    )
+}

@@ -1,0 +1,51 @@
+"""Speedups with confidence intervals, from the raw round times.
+
+The interval is a percentile bootstrap of the ratio of medians: resample each strategy's
+round times with replacement, take median(reference) / median(candidate), repeat, and keep
+the middle 95%. When that interval contains 1 the two are within noise of each other and
+are not ranked. The resampling is seeded, so the same rounds always give the same verdict.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from typing import NamedTuple
+
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
+SEED = 20180802  # the seed post's date; any fixed value makes verdicts reproducible
+
+
+class Speedup(NamedTuple):
+    ratio: float  # median(reference) / median(candidate): > 1 means the candidate is faster
+    low: float
+    high: float
+
+    @property
+    def significant(self) -> bool:
+        return not (self.low <= 1.0 <= self.high)
+
+    def describe(self, reference: str) -> str:
+        ci = f"95% CI {self.low:.2f}-{self.high:.2f}"
+        if not self.significant:
+            return f"no significant difference from {reference} ({self.ratio:.2f}x, {ci})"
+        if self.ratio >= 1:
+            return f"{self.ratio:.1f}x faster than {reference} ({ci})"
+        return f"{1 / self.ratio:.1f}x slower than {reference} (speedup {ci})"
+
+
+def speedup(reference: list[float], candidate: list[float]) -> Speedup:
+    """How many times faster ``candidate`` ran than ``reference``, with a bootstrap interval."""
+    if not reference or not candidate:
+        raise ValueError("a speedup needs at least one round on each side")
+    rng = random.Random(SEED)
+    ratios = sorted(
+        statistics.median(rng.choices(reference, k=len(reference)))
+        / statistics.median(rng.choices(candidate, k=len(candidate)))
+        for _ in range(BOOTSTRAP_RESAMPLES)
+    )
+    tail = (1 - CONFIDENCE) / 2
+    low = ratios[int(tail * BOOTSTRAP_RESAMPLES)]
+    high = ratios[int((1 - tail) * BOOTSTRAP_RESAMPLES) - 1]
+    return Speedup(statistics.median(reference) / statistics.median(candidate), low, high)
