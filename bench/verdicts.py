@@ -31,8 +31,12 @@ class Speedup(NamedTuple):
         if not self.significant:
             return f"no significant difference from {reference} ({self.ratio:.2f}x, {ci})"
         if self.ratio >= 1:
-            return f"{self.ratio:.1f}x faster than {reference} ({ci})"
-        return f"{1 / self.ratio:.1f}x slower than {reference} (speedup {ci})"
+            return f"{_times(self.ratio)} faster than {reference} ({ci})"
+        return f"{_times(1 / self.ratio)} slower than {reference} (speedup {ci})"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.2f}x" if ratio < 2 else f"{ratio:.1f}x"
 
 
 def speedup(reference: list[float], candidate: list[float]) -> Speedup:

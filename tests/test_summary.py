@@ -1,16 +1,16 @@
-"""The figures the suite derives: reductions over rounds, validity, and the printed verdicts."""
+"""The figures the suite derives: reductions over rounds, validity, the bound, and the tables."""
 
 import pytest
 
-from bench.row_info import row_info
+from bench.row_info import efficiency, lateness_limit_ms, row_info
 from bench.strategies import STRATEGIES
-from bench.summary import Row, format_bytes, render, speedup_lines
+from bench.summary import Row, format_bytes, render, verdict_lines
 from bench.workload import Workload
 
 WORKLOAD = Workload("http://127.0.0.1:1", requests=10, delay_ms=100, concurrency=2)
 
 
-def a_round(ok=10, wall=0.5, cpu=0.02, peak=4096, threads=3, samples=None):
+def a_round(ok=10, wall=0.5, cpu=0.02, peak=4096, threads=3, in_flight=2, lateness=1.0, **extra):
     return {
         "ok": ok,
         "errors": 10 - ok,
@@ -18,9 +18,20 @@ def a_round(ok=10, wall=0.5, cpu=0.02, peak=4096, threads=3, samples=None):
         "round_trip_seconds": wall + 0.0004,
         "cpu_seconds": cpu,
         "peak_rss_bytes": peak,
+        "peak_rss_above_idle_bytes": peak * 2,
         "os_threads_peak": threads,
-        "error_samples": samples or {},
-    }
+        "error_samples": {},
+        "client_max_in_flight": in_flight,
+        "latency_p50_ms": 101.0,
+        "latency_p99_ms": 109.0,
+        "server_lateness_p99_ms": lateness,
+        "server_max_in_flight": in_flight,
+        "listen_overflows": 0,
+    } | extra
+
+
+def info_for(strategy="threadpool", rounds=None, warmup=None):
+    return row_info(STRATEGIES[strategy], WORKLOAD, False, warmup or [a_round()], rounds or [a_round()])
 
 
 def test_row_info_reduces_rounds_as_documented():
@@ -29,8 +40,10 @@ def test_row_info_reduces_rounds_as_documented():
         a_round(cpu=0.03, peak=300),
         a_round(cpu=0.02, peak=200, threads=5),
     ]
-    info = row_info(STRATEGIES["threadpool"], WORKLOAD, False, a_round(peak=9999), rounds)
+    info = info_for(rounds=rounds, warmup=[a_round(peak=9999)])
     assert info["peak_rss_bytes"] == 300  # worst round
+    assert info["peak_rss_above_idle_bytes"] == 600
+    assert info["peak_rss_per_inflight_bytes"] == 300  # 600 above idle / 2 in flight
     assert info["peak_rss_first_round_bytes"] == 9999
     assert info["cpu_seconds"] == pytest.approx(0.02)  # median round
     assert info["cpu_per_request_ms"] == pytest.approx(2.0)
@@ -41,11 +54,33 @@ def test_row_info_reduces_rounds_as_documented():
 
 
 def test_one_failed_request_makes_the_row_invalid_with_its_reason():
-    rounds = [a_round(), a_round(ok=9, samples={"HTTP 500": 1}), a_round()]
-    info = row_info(STRATEGIES["threads"], WORKLOAD, False, a_round(), rounds)
+    failed = a_round(ok=9, error_samples={"HTTP 500": 1})
+    info = info_for("threads", rounds=[a_round(in_flight=10), failed, a_round(in_flight=10)])
     assert (info["ok"], info["errors"], info["errors_all_rounds"]) == (9, 1, 1)
     assert info["valid"] is False
     assert info["invalid_reason"] == "1 of 30 requests failed in 1 of 3 rounds: HTTP 500 (x1)"
+
+
+def test_a_late_server_makes_the_row_invalid():
+    assert lateness_limit_ms(100) == 20  # the floor
+    assert lateness_limit_ms(1000) == 100  # 10% of D
+    info = info_for(rounds=[a_round(lateness=19.0), a_round(lateness=21.0)])
+    assert info["valid"] is False
+    assert (
+        "the server fell behind: its responses left 21 ms late (p99), over the 20 ms allowed"
+        in info["invalid_reason"]
+    )
+
+
+def test_listen_queue_overflows_make_the_row_invalid():
+    info = info_for(rounds=[a_round(listen_overflows=3)])
+    assert info["invalid_reason"] == "the kernel dropped 3 connections on a full listen queue"
+
+
+def test_cpu_bound_is_a_label_not_invalid():
+    info = info_for("threads", rounds=[a_round(in_flight=4)])  # asked for N = 10 at once
+    assert (info["valid"], info["cpu_bound"]) == (True, True)
+    assert not info_for("threads", rounds=[a_round(in_flight=10)])["cpu_bound"]
 
 
 def test_ideal_seconds_per_fanout():
@@ -54,29 +89,53 @@ def test_ideal_seconds_per_fanout():
     assert WORKLOAD.ideal_seconds(10) == pytest.approx(0.1)
 
 
-def row(strategy, median, valid=True):
-    info = row_info(STRATEGIES[strategy], WORKLOAD, False, a_round(), [a_round()])
+def test_efficiency_takes_the_larger_bound_and_names_it():
+    assert efficiency(ideal_seconds=0.1, cpu_seconds=0.05, median_seconds=0.2) == (
+        pytest.approx(0.5),
+        "delay",
+    )
+    assert efficiency(ideal_seconds=0.1, cpu_seconds=0.15, median_seconds=0.2) == (pytest.approx(0.75), "cpu")
+
+
+def row(strategy, seconds, valid=True):
+    info = info_for(strategy, rounds=[a_round(in_flight=10)])
     info.update(valid=valid, invalid_reason=None if valid else "3 of 10 requests failed")
-    return Row("io", median, info)
+    return Row("io", seconds, info)
 
 
-def test_speedups_are_relative_to_sequential_and_never_claimed_for_invalid_rows():
-    lines = speedup_lines([row("sequential", 1.0), row("threads", 0.1), row("threadpool", 2.0, valid=False)])
+def test_verdicts_compare_with_sequential_and_never_claim_invalid_rows():
+    lines = verdict_lines(
+        [
+            row("sequential", [1.0, 1.01, 0.99, 1.02, 0.98]),
+            row("threads", [0.1, 0.101, 0.099, 0.1, 0.1]),
+            row("threadpool", [2.0], valid=False),
+        ]
+    )
     assert lines[0].startswith("sequential: the reference")
-    assert "threads:    10.0x faster than sequential" in lines[1]
+    assert lines[1].startswith("threads:    10.0x faster than sequential (95% CI ")
     assert lines[2] == "threadpool: INVALID, not compared: 3 of 10 requests failed"
 
 
+def test_peers_within_noise_are_not_ranked():
+    lines = verdict_lines(
+        [
+            row("threads", [0.10, 0.12, 0.11, 0.13, 0.10]),
+            row("gevent-joinall", [0.11, 0.10, 0.12, 0.11, 0.13]),
+        ]
+    )
+    assert any(line.startswith("gevent-joinall vs threads: no significant difference") for line in lines)
+
+
 def test_no_speedup_without_a_valid_reference():
-    assert "sequential was not run" in speedup_lines([row("threads", 0.1)])[0]
-    lines = speedup_lines([row("sequential", 1.0, valid=False), row("threads", 0.1)])
+    assert "sequential was not run" in verdict_lines([row("threads", [0.1])])[0]
+    lines = verdict_lines([row("sequential", [1.0], valid=False), row("threads", [0.1])])
     assert "the sequential row is INVALID" in lines[1]
 
 
 def test_render_prints_both_tables_per_group():
-    text = "\n".join(render([row("sequential", 1.0), row("gevent-pool", 0.5)]))
-    assert "memory and CPU per round: io" in text
-    assert "speedup (median wall time): io" in text
+    text = "\n".join(render([row("sequential", [1.0, 1.0]), row("gevent-pool", [0.5, 0.5])]))
+    assert "memory, CPU and latency per round: io" in text
+    assert "verdicts (median wall time, bootstrap 95% CI over rounds): io" in text
     assert "gevent-pool: 2.0x faster than sequential" in text
 
 
@@ -84,3 +143,4 @@ def test_format_bytes():
     assert format_bytes(512) == "512 B"
     assert format_bytes(2048) == "2.0 KiB"
     assert format_bytes(3 * 1024 * 1024) == "3.0 MiB"
+    assert format_bytes(None) == "-"

@@ -38,8 +38,8 @@ def test_isolation_threads_and_in_flight_caps(strategy, overlapping_workload, de
     assert result["monkey_patched"] is strategy.gevent
     assert server_in_flight == strategy.fanout.max_in_flight(REQUESTS, CONCURRENCY)
     threads = result["os_threads_peak"]
-    if strategy.gevent or strategy.fanout is Fanout.ONE:
-        assert threads == 1, "greenlets and sequential code need no OS thread besides the main one"
+    if strategy.gevent or strategy.asyncio or strategy.fanout is Fanout.ONE:
+        assert threads == 1, "greenlets, asyncio tasks and sequential code need no OS thread but the main one"
     elif strategy.fanout is Fanout.POOL:
         assert threads == CONCURRENCY + 1
     else:

@@ -1,0 +1,72 @@
+"""A row that measured the wrong thing says so: real failures and a real stalled server."""
+
+import os
+import signal
+import threading
+import time
+
+from werkzeug import Response
+
+from bench.rounds import RoundRecorder
+from bench.row_info import row_info
+from bench.strategies import STRATEGIES
+from bench.worker_process import WorkerProcess
+from bench.workload import Workload
+from servers.process import running_delay_server
+
+
+def record_one_round(strategy, workload, server=None) -> dict:
+    with WorkerProcess(strategy, workload) as worker:
+        recorder = RoundRecorder(worker, server)
+        recorder.setup()
+        recorder.target()
+        recorder.teardown()
+    return row_info(strategy, workload, worker.monkey_patched, [], recorder.rounds)
+
+
+def test_a_failing_server_makes_the_row_invalid(httpserver):
+    httpserver.expect_request("/delay").respond_with_response(Response("down", status=503))
+    workload = Workload(
+        httpserver.url_for("/").rstrip("/"), requests=6, delay_ms=0, concurrency=2, timeout_s=10
+    )
+    info = record_one_round(STRATEGIES["gevent-pool"], workload)
+    assert (info["ok"], info["errors"], info["valid"]) == (0, 6, False)
+    assert info["invalid_reason"] == "6 of 6 requests failed in 1 of 1 rounds: HTTP 503 (x6)"
+
+
+def test_a_server_that_falls_behind_makes_the_row_invalid():
+    """Freeze the server (SIGSTOP) while it holds every request: its answers leave late."""
+    requests, delay_ms = 4, 500
+    with running_delay_server() as server:
+        workload = Workload(server.base_url, requests=requests, delay_ms=delay_ms, concurrency=requests)
+
+        def freeze_once_all_are_waiting():
+            deadline = time.monotonic() + 10
+            while server.stats()["in_flight"] < requests and time.monotonic() < deadline:
+                time.sleep(0.005)
+            os.kill(server.process.pid, signal.SIGSTOP)
+            time.sleep(1.0)
+            os.kill(server.process.pid, signal.SIGCONT)
+
+        with WorkerProcess(STRATEGIES["gevent-joinall"], workload) as worker:
+            recorder = RoundRecorder(worker, server)
+            recorder.setup()
+            freezer = threading.Thread(target=freeze_once_all_are_waiting)
+            freezer.start()
+            recorder.target()
+            freezer.join()
+            recorder.teardown()
+        info = row_info(STRATEGIES["gevent-joinall"], workload, True, [], recorder.rounds)
+    assert info["ok"] == requests  # every answer came, just late
+    assert info["valid"] is False
+    assert "the server fell behind" in info["invalid_reason"]
+    assert info["server_lateness_p99_ms"] > 0.1 * delay_ms
+
+
+def test_a_healthy_round_is_valid_with_its_server_figures(delay_server):
+    workload = Workload(delay_server.base_url, requests=5, delay_ms=50, concurrency=5)
+    info = record_one_round(STRATEGIES["threads"], workload, delay_server)
+    assert info["valid"], info["invalid_reason"]
+    assert info["server_max_in_flight"] == info["client_max_in_flight"] == 5
+    assert info["listen_overflows"] == 0
+    assert info["latency_p50_ms"] >= 50

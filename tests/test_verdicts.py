@@ -1,0 +1,70 @@
+"""The statistics behind the verdict lines, on synthetic round times."""
+
+import random
+
+import pytest
+
+from bench.timeline import max_in_flight, percentile, round_details
+from bench.verdicts import speedup
+from bench.workload import Outcome
+
+
+def noisy(center: float, spread: float, n: int = 7, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    return [center * (1 + rng.uniform(-spread, spread)) for _ in range(n)]
+
+
+def test_clear_speedup_is_significant_and_its_interval_holds_the_ratio():
+    result = speedup(noisy(5.0, 0.01), noisy(0.2, 0.05, seed=2))
+    assert result.significant
+    assert result.low <= result.ratio <= result.high
+    assert result.low > 23 and result.high < 27  # 5.0 / 0.2 = 25, give or take the noise
+
+
+def test_overlapping_samples_are_no_significant_difference():
+    result = speedup(noisy(1.0, 0.2, seed=3), noisy(1.0, 0.2, seed=4))
+    assert not result.significant
+    assert "no significant difference from sequential" in result.describe("sequential")
+
+
+def test_slower_is_said_as_slower():
+    result = speedup([1.0, 1.01, 0.99, 1.0, 1.0], [2.0, 2.02, 1.98, 2.0, 2.01])
+    assert result.describe("sequential").startswith("2.0x slower than sequential")
+
+
+def test_verdicts_are_reproducible():
+    reference, candidate = noisy(1.0, 0.1, seed=5), noisy(0.5, 0.1, seed=6)
+    assert speedup(reference, candidate) == speedup(reference, candidate)
+
+
+def test_speedup_needs_rounds():
+    with pytest.raises(ValueError, match="at least one round"):
+        speedup([], [1.0])
+
+
+def outcome(start, end, ok=True):
+    return Outcome(ok, start, end, None if ok else "HTTP 500")
+
+
+def test_max_in_flight_counts_overlaps():
+    assert max_in_flight([outcome(0, 1), outcome(1, 2), outcome(2, 3)]) == 1  # back to back, never two
+    assert max_in_flight([outcome(0, 3), outcome(1, 2), outcome(1.5, 4), outcome(5, 6)]) == 3
+    assert max_in_flight([]) == 0
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile([7.0], 99) == 7
+    assert percentile([], 50) is None
+
+
+def test_round_details_latency_uses_successes_and_timeline_is_relative():
+    details = round_details(
+        [outcome(10.0, 10.1), outcome(10.0, 10.3), outcome(10.0, 15.0, ok=False)], 10.0, True
+    )
+    assert details["latency_p50_ms"] == pytest.approx(100)
+    assert details["latency_p99_ms"] == pytest.approx(300)
+    assert details["client_max_in_flight"] == 3
+    assert details["timeline"]["requests"][1] == [0.0, 300.0, True]
