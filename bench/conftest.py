@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.utils import get_tag
 
-from bench import summary
+from bench import atomic_results, summary
 from bench.clients import calibrate_spin
 from bench.scenarios import CPU_TASK_MS, SCENARIOS
 from bench.strategies import STRATEGIES
@@ -23,6 +23,7 @@ def pytest_configure(config):
         config.option.benchmark_autosave = get_tag()
     # Keep every round's time, not only the summary: the verdicts and the gate need them.
     config.option.benchmark_save_data = True
+    atomic_results.install()
 
 
 def pytest_generate_tests(metafunc):

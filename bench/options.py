@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bench.scenarios import SCENARIOS
 from bench.strategies import STRATEGIES
+from bench.workload import REQUEST_TIMEOUT_S
 
 # The defaults tell the story in well under two minutes here: sequential needs N x D = 5 s a
 # round; D is several times N x the client's CPU cost per request (~1.5 ms), so the
@@ -34,6 +35,9 @@ class BenchOptions:
     rounds: int
     scenarios: tuple[str, ...] = ("quick",)
     max_seconds: float = DEFAULT_MAX_SECONDS
+    fail_rate: float = 0.0
+    drop_rate: float = 0.0
+    timeout_s: float = REQUEST_TIMEOUT_S
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -45,6 +49,9 @@ class BenchOptions:
             rounds=config.getoption("bench_rounds"),
             scenarios=config.getoption("bench_scenario"),
             max_seconds=config.getoption("bench_max_seconds"),
+            fail_rate=config.getoption("bench_fail_rate"),
+            drop_rate=config.getoption("bench_drop_rate"),
+            timeout_s=config.getoption("bench_timeout_s"),
         )
 
 
@@ -91,6 +98,16 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
 
 
@@ -147,4 +164,26 @@ def add_options(parser) -> None:
         metavar="S",
         help="skip, with the reason printed, a strategy whose estimated time for one workload "
         f"(all its rounds) exceeds S seconds (default {DEFAULT_MAX_SECONDS:.0f})",
+    )
+    group.addoption(
+        "--bench-fail-rate",
+        type=fraction,
+        default=0.0,
+        metavar="P",
+        help="have the server answer a fraction P of requests with 500, to see the suite "
+        "mark rows INVALID with the right error counts (default 0)",
+    )
+    group.addoption(
+        "--bench-drop-rate",
+        type=fraction,
+        default=0.0,
+        metavar="P",
+        help="have the server close the connection of a fraction P of requests unanswered (default 0)",
+    )
+    group.addoption(
+        "--bench-timeout-s",
+        type=positive_seconds,
+        default=REQUEST_TIMEOUT_S,
+        metavar="T",
+        help=f"per-request timeout of every strategy's HTTP client (default {REQUEST_TIMEOUT_S:.0f})",
     )

@@ -35,6 +35,12 @@ class RoundRecorder:
             stats = self.server.stats()
             record["server_lateness_p99_ms"] = stats["lateness_ms"]["p99"]
             record["server_max_in_flight"] = stats["max_in_flight"]
+            record["server_requests"] = (
+                stats["served"] + stats["failed_on_purpose"] + stats["dropped_on_purpose"] + stats["stalled"]
+            )
+            record["server_faults"] = (
+                stats["failed_on_purpose"] + stats["dropped_on_purpose"] + stats["stalled"]
+            )
         self.rounds.append(record)
 
     def run(self, benchmark, rounds: int, warmup_rounds: int) -> tuple[list[dict], list[dict]]:

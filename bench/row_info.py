@@ -131,6 +131,14 @@ def invalid_reasons(info: dict, rounds: list[dict], workload: Workload) -> list[
             f"the server fell behind: its responses left {lateness:.0f} ms late (p99), "
             f"over the {lateness_limit_ms(workload.delay_ms):.0f} ms allowed"
         )
+    sent = [r["server_requests"] for r in rounds if r.get("server_requests") is not None]
+    if any(count != n for count in sent):
+        reasons.append(
+            f"the server received {sent} requests in the rounds, not {n} each (a client retried or lost some)"
+        )
+    faults = [(r["errors"], r["server_faults"]) for r in rounds if r.get("server_faults") is not None]
+    if any(errors < injected for errors, injected in faults):
+        reasons.append(f"the client counted fewer errors than the server injected faults: {faults}")
     if info["listen_overflows"]:
         reasons.append(f"the kernel dropped {info['listen_overflows']} connections on a full listen queue")
     return reasons

@@ -9,14 +9,14 @@ import pytest
 from bench.rounds import RoundRecorder
 from bench.row_info import row_info
 from bench.worker_process import WorkerProcess
-from bench.workload import Workload
+from bench.workload import Workload, fault_query
 
 # One untimed round first: connections get opened and code paths warmed, for every strategy alike.
 WARMUP_ROUNDS = 1
 
 
 @pytest.fixture
-def workload(shape, delay_server, request) -> Workload:
+def workload(shape, delay_server, bench_options, request) -> Workload:
     cpu = shape.kind == "cpu"
     return Workload(
         base_url=delay_server.base_url,
@@ -25,6 +25,8 @@ def workload(shape, delay_server, request) -> Workload:
         concurrency=shape.concurrency,
         kind=shape.kind,
         cpu_iterations=request.getfixturevalue("cpu_iterations") if cpu else 0,
+        timeout_s=bench_options.timeout_s,
+        fault_query=fault_query(bench_options.fail_rate, bench_options.drop_rate),
     )
 
 

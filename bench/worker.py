@@ -15,11 +15,9 @@ EOF on stdin ends it. Imports, the HTTP session and the URLs are made before ``r
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import os
 import resource
-import signal
 import socket
 import sys
 import threading
@@ -30,10 +28,10 @@ from bench import clients, memory
 from bench.strategies import STRATEGIES, Strategy
 from bench.timeline import round_details
 from bench.workload import Workload, describe_error
+from servers.lifetime import die_with_parent
 
 # Distinct error messages kept per round: enough to act on, bounded however many failed.
 ERROR_SAMPLES = 3
-_PR_SET_PDEATHSIG = 1
 
 
 def monkey_patched() -> bool:
@@ -41,13 +39,6 @@ def monkey_patched() -> bool:
     return socket.socket.__module__.startswith("gevent") and threading.get_ident.__module__.startswith(
         "gevent"
     )
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL us when the parent dies, even by SIGKILL: no orphaned workers."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent died before we asked
-        os._exit(1)
 
 
 def cpu_seconds() -> float:

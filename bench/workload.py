@@ -30,10 +30,12 @@ class Workload:
     timeout_s: float = REQUEST_TIMEOUT_S
     kind: str = "io"
     cpu_iterations: int = 0
+    # Faults the server injects on purpose (--bench-fail-rate, --bench-drop-rate), e.g. "&fail=0.2".
+    fault_query: str = ""
 
     @property
     def url(self) -> str:
-        return f"{self.base_url}/delay?ms={self.delay_ms}"
+        return f"{self.base_url}/delay?ms={self.delay_ms}{self.fault_query}"
 
     def urls(self) -> list[str]:
         return [self.url] * self.requests
@@ -57,6 +59,14 @@ class Outcome(NamedTuple):
     started: float
     finished: float
     error: str | None = None
+
+
+def fault_query(fail_rate: float = 0.0, drop_rate: float = 0.0, stall: bool = False) -> str:
+    """The /delay parameters that make the server fail, drop or stall requests on purpose."""
+    parts = [f"&fail={fail_rate:g}"] if fail_rate else []
+    parts += [f"&drop={drop_rate:g}"] if drop_rate else []
+    parts += ["&stall=1"] if stall else []
+    return "".join(parts)
 
 
 def describe_error(exc: BaseException) -> str:

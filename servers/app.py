@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import socket
 from collections import deque
@@ -21,9 +22,15 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 # and its memory bounded however long the server runs.
 LATENESS_WINDOW = 100_000
 
+# A stalled response (``stall=1``) holds its connection until the client gives up, or this long.
+STALL_CAP_S = 60.0
+
 _BODY = b"x" * MAX_BODY_BYTES
 _NON_NEGATIVE_INT = re.compile(r"[0-9]{1,9}")
-_DELAY_PARAMETERS = {"ms": MAX_DELAY_MS, "bytes": MAX_BODY_BYTES}
+_FRACTION = re.compile(r"(0|1)(\.[0-9]{1,6})?|\.[0-9]{1,6}")
+# ms, bytes and stall are integers up to these limits; fail and drop are fractions of requests.
+_DELAY_PARAMETERS = ("ms", "bytes", "fail", "drop", "stall")
+_INTEGER_LIMITS = {"ms": MAX_DELAY_MS, "bytes": MAX_BODY_BYTES, "stall": 1}
 
 
 class BadRequest(ValueError):
@@ -36,6 +43,9 @@ class DelayStats:
     def __init__(self) -> None:
         self.served = 0
         self.rejected = 0
+        self.failed_on_purpose = 0
+        self.dropped_on_purpose = 0
+        self.stalled = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.lateness_ms: deque[float] = deque(maxlen=LATENESS_WINDOW)
@@ -43,6 +53,7 @@ class DelayStats:
     def reset(self) -> None:
         """Start a new observation window; ``in_flight`` is live state and is kept."""
         self.served = self.rejected = 0
+        self.failed_on_purpose = self.dropped_on_purpose = self.stalled = 0
         self.max_in_flight = self.in_flight
         self.lateness_ms.clear()
 
@@ -51,6 +62,9 @@ class DelayStats:
         return {
             "served": self.served,
             "rejected": self.rejected,
+            "failed_on_purpose": self.failed_on_purpose,
+            "dropped_on_purpose": self.dropped_on_purpose,
+            "stalled": self.stalled,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "lateness_ms": {
@@ -68,23 +82,33 @@ def _percentile(ordered: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
-def parse_delay_query(query) -> dict[str, int]:
-    """Validate ``/delay``'s query: every parameter known, each an integer within its limit."""
+def parse_delay_query(query) -> dict[str, float]:
+    """Validate ``/delay``'s query: every parameter known, given once, and within its limits."""
     unknown = sorted(set(query) - set(_DELAY_PARAMETERS))
     if unknown:
-        raise BadRequest(f"unknown parameter {unknown[0]!r}; known: ms, bytes")
+        raise BadRequest(f"unknown parameter {unknown[0]!r}; known: {', '.join(_DELAY_PARAMETERS)}")
     values = {}
-    for name, limit in _DELAY_PARAMETERS.items():
+    for name in _DELAY_PARAMETERS:
         raw = query.getall(name, ["0"])
         if len(raw) > 1:
             raise BadRequest(f"{name} given {len(raw)} times")
-        if not _NON_NEGATIVE_INT.fullmatch(raw[0]):
-            raise BadRequest(f"{name} must be a non-negative integer, got {raw[0][:40]!r}")
-        value = int(raw[0])
-        if value > limit:
-            raise BadRequest(f"{name} must be <= {limit}, got {value}")
-        values[name] = value
+        values[name] = _integer(name, raw[0]) if name in _INTEGER_LIMITS else _fraction(name, raw[0])
     return values
+
+
+def _integer(name: str, raw: str) -> int:
+    if not _NON_NEGATIVE_INT.fullmatch(raw):
+        raise BadRequest(f"{name} must be a non-negative integer, got {raw[:40]!r}")
+    value = int(raw)
+    if value > _INTEGER_LIMITS[name]:
+        raise BadRequest(f"{name} must be <= {_INTEGER_LIMITS[name]}, got {value}")
+    return value
+
+
+def _fraction(name: str, raw: str) -> float:
+    if not _FRACTION.fullmatch(raw) or float(raw) > 1:
+        raise BadRequest(f"{name} must be a fraction between 0 and 1, got {raw[:40]!r}")
+    return float(raw)
 
 
 def _text(status: int, reason: str) -> web.Response:
@@ -95,7 +119,7 @@ def make_handler(stats: DelayStats):
     """The low-level aiohttp handler: no router, no middleware, nothing per request but the work."""
     loop = asyncio.get_running_loop()
 
-    async def delay(request: web.BaseRequest) -> web.Response:
+    async def delay(request: web.BaseRequest) -> web.StreamResponse:
         try:
             params = parse_delay_query(request.rel_url.query)
         except BadRequest as exc:
@@ -107,11 +131,21 @@ def make_handler(stats: DelayStats):
         try:
             await asyncio.sleep(params["ms"] / 1000)
             stats.lateness_ms.append(max(0.0, (loop.time() - due) * 1000))
+            if random.random() < params["drop"]:
+                stats.dropped_on_purpose += 1
+                return await _drop(request)
+            if random.random() < params["fail"]:
+                stats.failed_on_purpose += 1
+                return _text(500, "failed on purpose (fail=P)")
+            if params["stall"]:
+                stats.stalled += 1
+                return await _stall(request, params["bytes"])
             stats.served += 1
+            return web.Response(body=_BODY[: params["bytes"]])
         finally:
-            # A client that hangs up mid-delay cancels this task; it must still leave in_flight.
+            # A client that hangs up mid-delay cancels this task (handler_cancellation);
+            # it must still leave in_flight.
             stats.in_flight -= 1
-        return web.Response(body=_BODY[: params["bytes"]])
 
     async def show_stats(request: web.BaseRequest) -> web.Response:
         body = stats.as_dict()
@@ -130,10 +164,27 @@ def make_handler(stats: DelayStats):
         route = routes.get(request.path)
         if route is None:
             stats.rejected += 1
-            return _text(404, f"no such path {request.path[:80]!r}; try /delay?ms=D&bytes=B or /stats")
+            return _text(404, f"no such path {request.path[:80]!r}; try /delay?ms=D or /stats")
         return await route(request)
 
     return handle
+
+
+async def _drop(request: web.BaseRequest) -> web.StreamResponse:
+    """Close the connection without a byte of answer (drop=P), as a crashed backend would."""
+    request.transport.abort()
+    # The abort cancels this handler (handler_cancellation); this wait is never reached in full.
+    await asyncio.sleep(STALL_CAP_S)
+    raise ConnectionResetError("dropped on purpose")
+
+
+async def _stall(request: web.BaseRequest, body_bytes: int) -> web.StreamResponse:
+    """Send the headers and promise a body that never comes (stall=1), up to STALL_CAP_S."""
+    response = web.StreamResponse(headers={"Content-Length": str(max(1, body_bytes))})
+    await response.prepare(request)
+    await asyncio.sleep(STALL_CAP_S)  # until the client hangs up, which cancels this handler
+    request.transport.abort()
+    return response
 
 
 def _tcp_nodelay(request: web.BaseRequest) -> bool:

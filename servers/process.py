@@ -49,12 +49,28 @@ class DelayServer(NamedTuple):
 
 @contextmanager
 def running_delay_server(
-    host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = STARTUP_TIMEOUT_S
+    host: str = "127.0.0.1",
+    port: int = 0,
+    startup_timeout_s: float = STARTUP_TIMEOUT_S,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[DelayServer]:
-    """Run ``python -m servers.delay`` until the block ends; yield once it accepts connections."""
+    """Run ``python -m servers.delay`` until the block ends; yield once it accepts connections.
+
+    ``extra_args`` go to the server's command line, e.g. ``("--max-connections", "10")``.
+    """
     with tempfile.TemporaryFile(mode="w+") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "servers.delay", "--host", host, "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "servers.delay",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--die-with-parent",
+                *extra_args,
+            ],
             cwd=PROJECT_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -49,7 +49,12 @@ def test_largest_body_is_served(delay_server):
         ("ms=99999999999999999999", "ms must be a non-negative integer, got '99999999999999999999'"),
         (f"bytes={MAX_BODY_BYTES + 1}", f"bytes must be <= {MAX_BODY_BYTES}, got {MAX_BODY_BYTES + 1}"),
         ("ms=1&ms=2", "ms given 2 times"),
-        ("sleep=5", "unknown parameter 'sleep'; known: ms, bytes"),
+        ("sleep=5", "unknown parameter 'sleep'; known: ms, bytes, fail, drop, stall"),
+        ("fail=1.5", "fail must be a fraction between 0 and 1, got '1.5'"),
+        ("fail=-0.1", "fail must be a fraction between 0 and 1, got '-0.1'"),
+        ("drop=half", "drop must be a fraction between 0 and 1, got 'half'"),
+        ("stall=2", "stall must be <= 1, got 2"),
+        ("stall=yes", "stall must be a non-negative integer, got 'yes'"),
     ],
 )
 def test_bad_delay_query_gets_400_with_one_line_reason(delay_server, query, reason):
@@ -71,7 +76,11 @@ def test_parse_delay_query_accepts_the_limits():
     assert parse_delay_query(MultiDict(ms="60000", bytes=str(MAX_BODY_BYTES))) == {
         "ms": 60000,
         "bytes": MAX_BODY_BYTES,
+        "fail": 0.0,
+        "drop": 0.0,
+        "stall": 0,
     }
+    assert parse_delay_query(MultiDict(fail="1", drop="0.25", stall="1"))["drop"] == 0.25
     with pytest.raises(BadRequest):
         parse_delay_query(MultiDict(ms="+5"))
 

@@ -11,7 +11,7 @@ from werkzeug import Response
 
 from bench.strategies import STRATEGIES
 from bench.worker_process import WorkerProcess
-from bench.workload import Workload
+from bench.workload import Workload, fault_query
 
 ALL = pytest.mark.parametrize("strategy", STRATEGIES.values(), ids=STRATEGIES.keys())
 REQUESTS = 12
@@ -72,3 +72,35 @@ def test_refused_connections_are_errors_not_speed(strategy):
     assert (result["ok"], result["errors"]) == (0, 5)
     [message] = result["error_samples"]
     assert "Connect" in message  # requests' ConnectionError, aiohttp's ClientConnectorError
+
+
+@ALL
+def test_stalled_responses_end_at_the_timeout_as_errors(strategy, delay_server):
+    """The server sends headers and never the body: each request must give up at its timeout."""
+    workload = Workload(
+        delay_server.base_url,
+        requests=4,
+        delay_ms=0,
+        concurrency=2,
+        timeout_s=0.5,
+        fault_query=fault_query(stall=True),
+    )
+    with WorkerProcess(strategy, workload) as worker:
+        result = worker.run_round()
+    assert (result["ok"], result["errors"]) == (0, 4)
+    [message] = result["error_samples"]
+    assert "Timeout" in message or "timed out" in message, message
+
+
+@ALL
+def test_fail_rate_errors_match_what_the_server_injected(strategy, delay_server):
+    workload = Workload(
+        delay_server.base_url, requests=40, delay_ms=0, concurrency=4, fault_query=fault_query(0.3, 0.2)
+    )
+    with WorkerProcess(strategy, workload) as worker:
+        delay_server.reset_stats()
+        result = worker.run_round()
+        stats = delay_server.stats()
+    assert result["ok"] + result["errors"] == 40
+    assert result["errors"] == stats["failed_on_purpose"] + stats["dropped_on_purpose"]
+    assert result["ok"] == stats["served"]

@@ -68,3 +68,11 @@ def test_round_details_latency_uses_successes_and_timeline_is_relative():
     assert details["latency_p99_ms"] == pytest.approx(300)
     assert details["client_max_in_flight"] == 3
     assert details["timeline"]["requests"][1] == [0.0, 300.0, True]
+
+
+def test_too_few_rounds_give_no_interval_and_no_ranking():
+    result = speedup([1.0, 1.1], [0.5, 0.6])
+    assert not result.significant
+    assert result.describe("threads") == (
+        "1.91x faster than threads (under 3 rounds: no confidence interval, not ranked)"
+    )

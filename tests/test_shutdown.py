@@ -1,0 +1,198 @@
+"""Clean ends: Ctrl-C, a killed parent, a dead server, a stuck round, and results never half-written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.atomic_results import write_atomically
+from bench.strategies import STRATEGIES
+from bench.worker_process import WorkerError, WorkerProcess
+from bench.workload import Workload, fault_query
+from servers.process import PROJECT_ROOT
+
+# Only a guard against hanging the test session; every wait below normally ends in seconds.
+HANG_GUARD_S = 60
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) for every live, non-zombie process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if stat[0] != "Z":
+            table[int(entry.name)] = (int(stat[1]), cmdline)
+    return table
+
+
+def descendants(root: int) -> dict[int, str]:
+    table = process_table()
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, cmdline) in table.items():
+            if ppid == parent and pid not in found:
+                found[pid] = cmdline
+                frontier.append(pid)
+    return found
+
+
+def wait_until(predicate, timeout_s: float = HANG_GUARD_S, interval_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def alive(pids) -> set[int]:
+    return set(pids) & set(process_table())
+
+
+def has_worker(family: dict[int, str]) -> bool:
+    return any("bench.worker" in cmd or "bench.gevent_worker" in cmd for cmd in family.values())
+
+
+def running(process: subprocess.Popen) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(f"exited early with {process.returncode}: {process.stdout.read()[-3000:]}")
+    return True
+
+
+def start_bench(tmp_path, *options) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "bench/",
+            "-p",
+            "no:cacheprovider",
+            f"--benchmark-storage=file://{tmp_path}",
+            *options,
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C would see it
+    )
+
+
+def test_ctrl_c_during_a_run_stops_it_and_leaves_no_process(tmp_path):
+    run = start_bench(
+        tmp_path,
+        "--bench-strategies=threads",
+        "--bench-requests=5",
+        "--bench-delay-ms=20000",
+        "--bench-rounds=1",
+    )
+    try:
+        children = wait_until(lambda: running(run) and (d := descendants(run.pid)) and has_worker(d) and d)
+        os.killpg(run.pid, signal.SIGINT)
+        output, _ = run.communicate(timeout=HANG_GUARD_S)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
+    assert wait_until(lambda: not alive(children), timeout_s=10) is True, f"left behind: {alive(children)}"
+    assert not list(tmp_path.rglob("*.json")), "an interrupted run must not save a partial result"
+
+
+def test_a_dead_server_fails_the_rows_and_the_run_ends(tmp_path):
+    run = start_bench(
+        tmp_path, "--bench-strategies=gevent-pool,threads", "--bench-requests=5", "--bench-delay-ms=3000"
+    )
+    try:
+        family = wait_until(lambda: running(run) and (d := descendants(run.pid)) and has_worker(d) and d)
+        server = next(pid for pid, cmd in family.items() if "servers.delay" in cmd)
+        os.kill(server, signal.SIGKILL)
+        output, _ = run.communicate(timeout=HANG_GUARD_S)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    assert "2 failed" in output or ("failed" in output and "error" in output), output[-3000:]
+
+
+def test_workers_and_server_die_with_a_killed_parent(tmp_path):
+    """SIGKILL gives the parent no chance to clean up: PR_SET_PDEATHSIG does it."""
+    script = (
+        "import sys, time\n"
+        "from servers.process import running_delay_server\n"
+        "from bench.strategies import STRATEGIES\n"
+        "from bench.worker_process import WorkerProcess\n"
+        "from bench.workload import Workload\n"
+        "with running_delay_server() as server:\n"
+        "    with WorkerProcess(STRATEGIES['gevent-joinall'], Workload(server.base_url, 1, 0, 1)):\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
+    ) as parent:
+        try:
+            assert parent.stdout.readline().strip() == "ready"
+            children = descendants(parent.pid)
+            assert any("servers.delay" in c for c in children.values())
+            assert any("bench.gevent_worker" in c for c in children.values())
+        finally:
+            parent.kill()
+    assert wait_until(lambda: not alive(children), timeout_s=10) is True
+
+
+def test_a_round_past_its_deadline_is_killed_with_a_clear_error(delay_server, monkeypatch):
+    workload = Workload(delay_server.base_url, 2, 0, 2, timeout_s=30, fault_query=fault_query(stall=True))
+    monkeypatch.setattr(WorkerProcess, "round_deadline_s", lambda self: 1.0)
+    with WorkerProcess(STRATEGIES["threads"], workload) as worker:
+        with pytest.raises(WorkerError, match="threads worker gave no answer before its deadline; killed it"):
+            worker.run_round()
+        assert wait_until(lambda: not alive([worker.pid]), timeout_s=10) is True
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "run.json"
+    write_atomically(target, json.dumps({"v": 1}).encode())
+
+    class Interrupted(BaseException):
+        pass
+
+    class ExplodingBytes(bytes):
+        pass
+
+    original_fsync = os.fsync
+
+    def interrupt(fd):
+        raise Interrupted
+
+    os.fsync = interrupt
+    try:
+        with pytest.raises(Interrupted):
+            write_atomically(target, ExplodingBytes(b'{"v": 2, "truncated'))
+    finally:
+        os.fsync = original_fsync
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"], "no temporary file left behind"
+
+
+def test_pytest_benchmark_writes_through_the_atomic_writer():
+    from pytest_benchmark.session import BenchmarkSession
+    from pytest_benchmark.storage.file import FileStorage
+
+    from bench import atomic_results
+
+    atomic_results.install()
+    assert FileStorage.save is atomic_results._storage_save
+    assert BenchmarkSession.save_json is atomic_results._session_save_json
