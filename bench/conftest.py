@@ -5,13 +5,17 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.utils import get_tag
 
-from bench import atomic_results, summary
+from bench import atomic_results, report, summary
 from bench.clients import calibrate_spin
+from bench.context import run_context
+from bench.report import write_report
+from bench.results import ResultsError, parse_run
 from bench.scenarios import CPU_TASK_MS, SCENARIOS
 from bench.strategies import STRATEGIES
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 PYTEST_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
+SAVED_RUN = pytest.StashKey[dict]()
 
 
 def pytest_configure(config):
@@ -49,9 +53,25 @@ def cpu_iterations() -> int:
     return calibrate_spin(CPU_TASK_MS)
 
 
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """Record what a reader of the saved run needs to trust and reproduce it."""
+    output_json["coroutine_bench"] = run_context(config)
+    config.stash[SAVED_RUN] = output_json
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's own table
 def pytest_terminal_summary(terminalreporter, config):
     session = getattr(config, "_benchmarksession", None)
     rows = summary.rows_from_session(session.benchmarks if session else [])
     for line in summary.render(rows):
         terminalreporter.write_line(line)
+    if config.getoption("bench_report"):
+        try:
+            run = parse_run(config.stash.get(SAVED_RUN, {"benchmarks": []}), Path("this run"))
+        except ResultsError as exc:
+            terminalreporter.write_line(f"no report written: {exc}")
+        else:
+            written = write_report([run], report.DEFAULT_OUT)
+            terminalreporter.write_line(
+                f"report written to {report.DEFAULT_OUT}: {', '.join(p.name for p in written)}"
+            )

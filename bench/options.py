@@ -166,6 +166,12 @@ def add_options(parser) -> None:
         f"(all its rounds) exceeds S seconds (default {DEFAULT_MAX_SECONDS:.0f})",
     )
     group.addoption(
+        "--bench-report",
+        action="store_true",
+        help="at the end of the run, write report.md, report.html and PNG charts to results/report/ "
+        "(the same as python -m bench.report on this run)",
+    )
+    group.addoption(
         "--bench-fail-rate",
         type=fraction,
         default=0.0,

@@ -1,0 +1,181 @@
+"""The report's pictures, drawn with matplotlib from a run's rows. Each function writes one PNG.
+
+Every chart has a title, axis labels with units and a legend, and is 1000 px wide. A strategy
+keeps its colour in every chart, in registry order, so the eye can follow it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+
+import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from bench.strategies import STRATEGIES
+from bench.summary import REFERENCE, Row
+
+WIDTH_IN, DPI = 10, 100  # 1000 px wide
+MIB = 1024 * 1024
+_PALETTE = plt.get_cmap("tab10").colors
+COLOURS = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(STRATEGIES)}
+
+
+def colour(strategy: str):
+    return COLOURS.get(strategy, "black")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _strategy_legend(fig, names: list[str], extra: list | None = None) -> None:
+    handles = [Patch(color=colour(name), label=name) for name in names] + (extra or [])
+    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False, fontsize=9)
+
+
+def side_by_side(groups: dict[str, list[Row]], path: Path) -> Path:
+    """Wall time and peak memory per strategy, one column per workload, sequential as reference."""
+    columns = len(groups)
+    fig, axes = plt.subplots(2, columns, figsize=(WIDTH_IN, 7.5), squeeze=False)
+    names = []
+    for column, (group, rows) in enumerate(groups.items()):
+        time_ax, memory_ax = axes[0][column], axes[1][column]
+        labels = [row.strategy for row in rows]
+        names += [name for name in labels if name not in names]
+        x = range(len(rows))
+        medians = [row.median_seconds for row in rows]
+        low = [m - min(row.round_seconds) for m, row in zip(medians, rows, strict=True)]
+        high = [max(row.round_seconds) - m for m, row in zip(medians, rows, strict=True)]
+        bars = time_ax.bar(x, medians, yerr=[low, high], capsize=3, color=[colour(n) for n in labels])
+        memory = [(row.info.get("peak_rss_above_idle_bytes") or 0) / MIB for row in rows]
+        memory_bars = memory_ax.bar(x, memory, color=[colour(n) for n in labels])
+        for ax_bars, ax in ((bars, time_ax), (memory_bars, memory_ax)):
+            for bar, row in zip(ax_bars, rows, strict=True):
+                if row.strategy == REFERENCE:
+                    bar.set_edgecolor("black")
+                    bar.set_linewidth(1.5)
+                if not row.valid:
+                    bar.set_hatch("//")
+                    ax.annotate(
+                        "INVALID",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center",
+                        fontsize=7,
+                    )
+        reference = next((row for row in rows if row.strategy == REFERENCE), None)
+        if reference:
+            time_ax.axhline(reference.median_seconds, color="grey", linestyle="--", linewidth=1)
+        # Log scale only when sequential dwarfs the rest; a narrow range reads better linear.
+        spread = max(max(row.round_seconds) for row in rows) / max(min(medians), 1e-9)
+        time_ax.set_yscale("log" if spread > 10 else "linear")
+        time_ax.set_title(group, fontsize=9)
+        time_ax.set_ylabel("wall time per round (s" + (", log scale)" if spread > 10 else ")"))
+        memory_ax.set_ylabel("peak RSS above idle worker (MiB)")
+        time_ax.set_xticks(list(x), [])
+        memory_ax.set_xticks(list(x), labels, rotation=35, ha="right", fontsize=8)
+        memory_ax.set_xlabel("strategy")
+        for ax in (time_ax, memory_ax):
+            ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Side by side: wall time (median, bars span min-max) and peak memory per strategy")
+    extra = [Line2D([], [], color="grey", linestyle="--", label="sequential (reference)")]
+    _strategy_legend(fig, names, extra)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    return _save(fig, path)
+
+
+def scaling(sweep: dict[int, list[Row]], path: Path) -> Path:
+    """Wall time and peak memory against N, log-log, one line per strategy (the sweep scenario)."""
+    fig, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(WIDTH_IN, 5))
+    by_strategy: dict[str, list[tuple[int, Row]]] = {}
+    for n, rows in sorted(sweep.items()):
+        for row in rows:
+            if row.valid:
+                by_strategy.setdefault(row.strategy, []).append((n, row))
+    for name, points in by_strategy.items():
+        ns = [n for n, _ in points]
+        style = {"color": colour(name), "marker": "o", "label": name}
+        time_ax.plot(ns, [row.median_seconds for _, row in points], **style)
+        memory_ax.plot(
+            ns, [max(row.info["peak_rss_above_idle_bytes"], 1) / MIB for _, row in points], **style
+        )
+    time_ax.set_ylabel("median wall time per round (s)")
+    memory_ax.set_ylabel("peak RSS above idle worker (MiB)")
+    for ax, title in ((time_ax, "time grows with N"), (memory_ax, "memory grows with N")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("requests per round, N (log scale)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    delay = next(iter(sweep.values()))[0].info["delay_ms"]
+    fig.suptitle(
+        f"Scaling: N GETs of {delay} ms each (sweep scenario; missing points were skipped or invalid)"
+    )
+    handles, labels = time_ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    return _save(fig, path)
+
+
+def timeline(rows: list[Row], group: str, path: Path) -> Path:
+    """One round per strategy, every request a bar from its start to its end."""
+    rows = [row for row in rows if row.info.get("timeline")]
+    # Each strategy on its own time axis: sequential's staircase would squash the others' waves.
+    fig, axes = plt.subplots(len(rows), 1, figsize=(WIDTH_IN, 1.45 * len(rows) + 1.5), squeeze=False)
+    for ax, row in zip((a[0] for a in axes), rows, strict=True):
+        spans = row.info["timeline"]["requests"]
+        step = row.info["timeline"]["every_nth_request"]
+        for index, (start, end, ok) in enumerate(spans):
+            ax.hlines(index * step, start, end, color=colour(row.strategy) if ok else "red", linewidth=1.2)
+        round_ms = max(end for _, end, _ in spans)
+        ax.set_ylabel("request #", fontsize=8)
+        ax.set_title(
+            f"{row.strategy}: {row.info['client_max_in_flight']} in flight at most; round took {round_ms:.0f} ms",
+            fontsize=9,
+            loc="left",
+            pad=2,
+        )
+        ax.set_xlim(0, round_ms * 1.02)
+        ax.tick_params(labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1][0].set_xlabel("time since the round started (ms); each panel has its own time scale")
+    fig.suptitle(f"Timeline of one round: {group}")
+    extra = [Line2D([], [], color="red", label="failed request")]
+    _strategy_legend(fig, [row.strategy for row in rows], extra)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    return _save(fig, path)
+
+
+def cpu_control(io_rows: list[Row], io_group: str, cpu_rows: list[Row], cpu_group: str, path: Path) -> Path:
+    """Speedup over sequential on IO beside the same on CPU-bound work: the GIL's half of the story."""
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH_IN, 4.8))
+    names = []
+    for ax, rows, group, kind in (
+        (axes[0], io_rows, io_group, "IO-bound"),
+        (axes[1], cpu_rows, cpu_group, "CPU-bound"),
+    ):
+        reference = next((row for row in rows if row.strategy == REFERENCE and row.valid), None)
+        shown = [row for row in rows if row.valid and reference]
+        speedups = [reference.median_seconds / row.median_seconds for row in shown] if reference else []
+        ax.bar(range(len(shown)), speedups, color=[colour(row.strategy) for row in shown])
+        for i, value in enumerate(speedups):
+            ax.annotate(f"{value:.1f}x", (i, value), ha="center", va="bottom", fontsize=8)
+        ax.axhline(1, color="grey", linestyle="--", linewidth=1)
+        ax.set_ylim(0, max([*speedups, 1]) * 1.15)  # room for the value labels
+        ax.set_xticks(range(len(shown)), [row.strategy for row in shown], rotation=35, ha="right", fontsize=8)
+        ax.set_xlabel("strategy")
+        ax.set_ylabel("speedup over sequential (x)")
+        ax.set_title(f"{kind}: {group}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        names += [row.strategy for row in shown if row.strategy not in names]
+    fig.suptitle("Where coroutines win, and where nothing does: IO against CPU-bound work")
+    extra = [Line2D([], [], color="grey", linestyle="--", label="as fast as sequential")]
+    _strategy_legend(fig, names, extra)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.94))
+    return _save(fig, path)

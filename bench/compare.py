@@ -1,0 +1,244 @@
+"""The regression gate: ``python -m bench.compare BASELINE.json CURRENT.json``.
+
+For every workload (pytest-benchmark group) and strategy in both runs it shows, baseline ->
+current with the change in %: the speedup over sequential, the efficiency, the peak memory
+per waiting request and the median wall time. It exits 1 when a machine-independent figure
+regressed past its limit (speedup or efficiency fell, memory per waiting request rose), when
+a row of CURRENT is INVALID, or when a row of BASELINE is missing from CURRENT; 0 otherwise;
+2 on unusable input. Seconds depend on the machine and are gated only with --gate-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+
+from bench.results import ResultsError, Run, load_run
+from bench.summary import REFERENCE, Row, format_bytes
+
+DEFAULT_MAX_REGRESSION = 0.20
+# Memory figures move by a few hundred KiB between identical runs (allocator arenas, page
+# granularity): a rise smaller than this in the row's total peak is noise, whatever its %.
+MEMORY_NOISE_FLOOR_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    higher_is_better: bool
+    machine_independent: bool
+
+
+SPEEDUP = Figure("speedup", higher_is_better=True, machine_independent=True)
+EFFICIENCY = Figure("efficiency", higher_is_better=True, machine_independent=True)
+MEMORY = Figure("memory", higher_is_better=False, machine_independent=True)
+SECONDS = Figure("seconds", higher_is_better=False, machine_independent=False)
+FIGURES = (SPEEDUP, EFFICIENCY, MEMORY, SECONDS)
+LABELS = {
+    "speedup": "speedup vs sequential",
+    "efficiency": "efficiency",
+    "memory": "memory per waiting request",
+    "seconds": "median wall time",
+}
+
+
+def figures_of(row: Row, rows: list[Row]) -> dict[str, float | None]:
+    reference = next((r for r in rows if r.strategy == REFERENCE and r.valid), None)
+    return {
+        "speedup": reference.median_seconds / row.median_seconds if reference else None,
+        "efficiency": row.info.get("efficiency"),
+        "memory": row.info.get("peak_rss_per_inflight_bytes"),
+        "seconds": row.median_seconds,
+    }
+
+
+def change(before: float | None, after: float | None) -> float | None:
+    if before is None or after is None or before == 0:
+        return None
+    return (after - before) / before
+
+
+@dataclass
+class Comparison:
+    tables: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+def compare_runs(baseline: Run, current: Run, limits: dict[str, float], gate_seconds: bool) -> Comparison:
+    base_groups, current_groups = baseline.groups(), current.groups()
+    common = [group for group in base_groups if group in current_groups]
+    if not common:
+        raise ResultsError(
+            f"no workload in common between {baseline.path} ({', '.join(base_groups)}) "
+            f"and {current.path} ({', '.join(current_groups)})"
+        )
+    result = Comparison()
+    for group in common:
+        base_rows, current_rows = base_groups[group], current_groups[group]
+        by_name = {row.strategy: row for row in current_rows}
+        table = []
+        for base in base_rows:
+            now = by_name.get(base.strategy)
+            if now is None:
+                result.failures.append(
+                    f"{group} / {base.strategy}: in the baseline, missing from the current run"
+                )
+                table.append((base.strategy, "missing", "", "", "", "FAIL"))
+                continue
+            table.append(
+                _compare_row(group, base, base_rows, now, current_rows, limits, gate_seconds, result)
+            )
+        for now in current_rows:
+            if now.strategy not in {b.strategy for b in base_rows}:
+                table.append((now.strategy, "new: not in the baseline", "", "", "", ""))
+        result.tables[group] = table
+    return result
+
+
+def _compare_row(group, base, base_rows, now, current_rows, limits, gate_seconds, result) -> tuple[str, ...]:
+    if not now.valid:
+        result.failures.append(
+            f"{group} / {now.strategy}: INVALID in the current run: {now.info.get('invalid_reason')}"
+        )
+        return (now.strategy, "INVALID", "", "", "", "FAIL")
+    if not base.valid:
+        return (now.strategy, "baseline INVALID: not compared", "", "", "", "")
+    before, after = figures_of(base, base_rows), figures_of(now, current_rows)
+    cells, verdict = [now.strategy], "ok"
+    for figure in FIGURES:
+        delta = change(before[figure.name], after[figure.name])
+        worse = delta is not None and (-delta if figure.higher_is_better else delta) > limits[figure.name]
+        if worse and figure is MEMORY:
+            rise = now.info["peak_rss_above_idle_bytes"] - base.info["peak_rss_above_idle_bytes"]
+            worse = rise > MEMORY_NOISE_FLOOR_BYTES
+        # On CPU-bound work every strategy is expected at ~1x sequential: a change in that
+        # ratio is noise, not a regression (efficiency is still gated there).
+        cpu_speedup = figure is SPEEDUP and now.info.get("kind") == "cpu"
+        gated = (figure.machine_independent or gate_seconds) and not cpu_speedup
+        if worse and gated:
+            verdict = "FAIL"
+            result.failures.append(
+                f"{group} / {now.strategy}: {LABELS[figure.name]} {_fmt(figure, before[figure.name])} -> "
+                f"{_fmt(figure, after[figure.name])} ({delta:+.0%}, limit {limits[figure.name]:.0%})"
+            )
+        cells.append(_cell(figure, before[figure.name], after[figure.name], delta, worse and gated))
+    cells.append(verdict)
+    return tuple(cells)
+
+
+def _fmt(figure: Figure, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if figure is SPEEDUP:
+        return f"{value:.1f}x"
+    if figure is EFFICIENCY:
+        return f"{value:.2f}"
+    if figure is MEMORY:
+        return format_bytes(value)
+    return f"{value:.3f} s"
+
+
+def _cell(figure: Figure, before, after, delta, regressed: bool) -> str:
+    text = f"{_fmt(figure, before)} -> {_fmt(figure, after)}"
+    if delta is not None:
+        text += f" ({delta:+.1%})"
+    return text + (" REGRESSED" if regressed else "")
+
+
+HEADER = ("strategy", *(LABELS[f.name] for f in FIGURES), "gate")
+
+
+def render_text(comparison: Comparison) -> list[str]:
+    lines = []
+    for group, table in comparison.tables.items():
+        rows = [HEADER, *(row + ("",) * (len(HEADER) - len(row)) for row in table)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+        lines += ["", group]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return lines
+
+
+def render_markdown(comparison: Comparison) -> list[str]:
+    lines = []
+    for group, table in comparison.tables.items():
+        lines += ["", f"#### {group}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        for row in table:
+            row = row + ("",) * (len(HEADER) - len(row))
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def percentage(text: str) -> float:
+    """'20%', '20' or '0.2' all mean twenty percent."""
+    raw = text.strip().removesuffix("%")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage such as 20%, got {text!r}") from None
+    value = value / 100 if text.strip().endswith("%") or value > 1 else value
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.compare",
+        description="Compare two saved runs of pytest bench/ and fail on regressions of "
+        "machine-independent figures (speedup, efficiency, memory per waiting request).",
+    )
+    parser.add_argument(
+        "baseline", help="pytest-benchmark JSON of the reference run, e.g. results/baseline/baseline.json"
+    )
+    parser.add_argument("current", help="pytest-benchmark JSON of the run to judge")
+    parser.add_argument(
+        "--max-regression",
+        type=percentage,
+        default=DEFAULT_MAX_REGRESSION,
+        metavar="PCT",
+        help="the largest tolerated worsening of any gated figure (default 20%%)",
+    )
+    for figure in FIGURES:
+        parser.add_argument(
+            f"--max-regression-{figure.name}",
+            type=percentage,
+            default=None,
+            metavar="PCT",
+            help=f"override --max-regression for {LABELS[figure.name]}",
+        )
+    parser.add_argument(
+        "--gate-seconds", action="store_true", help="also fail when the median wall time rises past the limit"
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the tables as Markdown (for a CI job summary)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    limits = {
+        figure.name: getattr(args, f"max_regression_{figure.name}") or args.max_regression
+        for figure in FIGURES
+    }
+    try:
+        comparison = compare_runs(load_run(args.baseline), load_run(args.current), limits, args.gate_seconds)
+    except ResultsError as exc:
+        print(f"bench.compare: {exc}", file=sys.stderr)
+        return 2
+    lines = render_markdown(comparison) if args.markdown else render_text(comparison)
+    print(f"baseline: {args.baseline}\ncurrent:  {args.current}")
+    print("\n".join(lines))
+    print()
+    if comparison.failures:
+        print(f"gate: FAIL ({len(comparison.failures)})")
+        for failure in comparison.failures:
+            print(f"  - {failure}")
+        return 1
+    print("gate: PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The report: ``python -m bench.report [RESULTS.json ...] [--out DIR]``.
+
+Writes ``report.md``, a self-contained ``report.html`` and the PNG charts into DIR (default
+``results/report/``) from one or more saved runs (default: the newest under ``results/``).
+The report is built in a temporary folder and moved into place only when complete, so bad
+input (exit status 2, one-line reason) never leaves a partial report behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import charts
+from bench.results import ResultsError, Run, load_run, newest_saved_run
+from bench.summary import MEMORY_COLUMNS, Row, memory_cells, verdict_lines
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+DEFAULT_OUT = RESULTS_DIR / "report"
+
+# A report is a list of blocks, rendered once as Markdown and once as HTML.
+# ("h1"|"h2"|"h3"|"p", text) · ("table", header, rows) · ("list", items) · ("image", title, filename)
+
+
+def merge(runs: list[Run]) -> dict[str, list[Row]]:
+    """Rows by workload; a later file's row replaces an earlier one of the same workload and strategy."""
+    groups: dict[str, dict[str, Row]] = {}
+    for run in runs:
+        for row in run.rows:
+            groups.setdefault(row.group, {})[row.strategy] = row
+    return {group: list(rows.values()) for group, rows in groups.items()}
+
+
+def _scenario(rows: list[Row]) -> str:
+    return rows[0].info.get("scenario", "")
+
+
+def draw_charts(groups: dict[str, list[Row]], out: Path) -> list[tuple[str, str]]:
+    """Draw every chart the data allows; return (title, filename) pairs."""
+    drawn = []
+    main_groups = {g: rows for g, rows in groups.items() if _scenario(rows) != "sweep"} or groups
+    charts.side_by_side(main_groups, out / "side_by_side.png")
+    drawn.append(("Side by side: wall time and peak memory", "side_by_side.png"))
+
+    sweep = {rows[0].info["requests"]: rows for rows in groups.values() if _scenario(rows) == "sweep"}
+    if sweep:
+        charts.scaling(sweep, out / "scaling.png")
+        drawn.append(("Scaling with N (sweep)", "scaling.png"))
+
+    io_groups = [(g, rows) for g, rows in main_groups.items() if rows[0].info.get("kind", "io") == "io"]
+    io_groups.sort(key=lambda item: _scenario(item[1]) != "quick")  # quick first, if it ran
+    if io_groups and any(row.info.get("timeline") for row in io_groups[0][1]):
+        charts.timeline(io_groups[0][1], io_groups[0][0], out / "timeline.png")
+        drawn.append(("Timeline of one round", "timeline.png"))
+
+    cpu = next(((g, rows) for g, rows in groups.items() if rows[0].info.get("kind") == "cpu"), None)
+    if cpu and io_groups:
+        charts.cpu_control(io_groups[0][1], io_groups[0][0], cpu[1], cpu[0], out / "cpu_control.png")
+        drawn.append(("CPU-bound control beside IO", "cpu_control.png"))
+    return drawn
+
+
+def time_table(rows: list[Row]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    header = ("strategy", "median s", "min s", "max s", "rounds", "ideal s", "efficiency", "valid")
+    body = [
+        (
+            row.strategy,
+            f"{row.median_seconds:.3f}",
+            f"{min(row.round_seconds):.3f}",
+            f"{max(row.round_seconds):.3f}",
+            str(len(row.round_seconds)),
+            f"{row.info['ideal_seconds']:.3f}",
+            f"{row.info['efficiency']:.2f} ({row.info['efficiency_bound']})",
+            "yes" if row.valid else f"INVALID: {row.info.get('invalid_reason')}",
+        )
+        for row in rows
+    ]
+    return header, body
+
+
+def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[Row]]) -> list[tuple]:
+    blocks: list[tuple] = [("h1", "Concurrency benchmark report")]
+    for run in runs:
+        context, machine = run.context, run.machine
+        cpu = machine.get("cpu", {}) if isinstance(machine.get("cpu"), dict) else {}
+        blocks.append(("h2", f"Run {run.path.name}"))
+        facts = [
+            f"date: {run.datetime or 'unknown'}",
+            f"reproduce with: `{context.get('command', 'unknown (saved without this suite context)')}`",
+            f"machine: {context.get('cpu_count', cpu.get('count', '?'))} CPUs ({cpu.get('brand_raw', 'unknown CPU')}), "
+            f"{context.get('platform', machine.get('system', '?'))}",
+            f"Python {context.get('python', machine.get('python_version', '?'))}",
+        ]
+        versions = context.get("versions", {})
+        if versions:
+            facts.append("packages: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
+        blocks.append(("list", facts))
+    blocks.append(("h2", "Pictures"))
+    blocks += [("image", title, filename) for title, filename in drawn]
+    blocks.append(("h2", "Workloads"))
+    for group, rows in groups.items():
+        blocks.append(("h3", group))
+        blocks.append(("p", "Wall time per round (timed from the parent process):"))
+        blocks.append(("table", *time_table(rows)))
+        blocks.append(("p", "Memory, CPU and latency per round:"))
+        blocks.append(("table", MEMORY_COLUMNS, [memory_cells(row.info) for row in rows]))
+        blocks.append(("p", "Verdicts (median wall time, bootstrap 95% CI over rounds):"))
+        blocks.append(("list", verdict_lines(rows)))
+    return blocks
+
+
+def to_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for kind, *content in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out += ["#" * int(kind[1]) + " " + content[0], ""]
+        elif kind == "p":
+            out += [content[0], ""]
+        elif kind == "list":
+            out += [f"- {item}" for item in content[0]] + [""]
+        elif kind == "table":
+            header, rows = content
+            out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows] + [""]
+        elif kind == "image":
+            out += [f"![{content[0]}]({content[1]})", ""]
+    return "\n".join(out)
+
+
+def to_html(blocks: list[tuple], images: Path) -> str:
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Concurrency benchmark report</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
+        "td:not(:first-child){text-align:right}img{max-width:100%}code{background:#f4f4f4}</style></head><body>",
+    ]
+    for kind, *content in blocks:
+        if kind in ("h1", "h2", "h3", "p"):
+            out.append(f"<{kind}>{_inline(content[0])}</{kind}>")
+        elif kind == "list":
+            out.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in content[0]) + "</ul>")
+        elif kind == "table":
+            header, rows = content
+            out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+            out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+            out.append("</table>")
+        elif kind == "image":
+            data = base64.b64encode((images / content[1]).read_bytes()).decode()
+            out.append(
+                f"<figure><img alt='{html.escape(content[0])}' src='data:image/png;base64,{data}'></figure>"
+            )
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    """HTML-escape, then turn `code` spans into <code>."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
+
+
+def write_report(runs: list[Run], out: Path) -> list[Path]:
+    """Build the whole report beside ``out`` and swap it in; return the files written."""
+    groups = merge(runs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        drawn = draw_charts(groups, staging)
+        blocks = build(runs, drawn, groups)
+        (staging / "report.md").write_text(to_markdown(blocks))
+        (staging / "report.html").write_text(to_html(blocks, staging))
+        staging.chmod(0o755)  # mkdtemp makes it private; a report is for reading
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return sorted(out.iterdir())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description="Write report.md, report.html and PNG charts from saved runs of pytest bench/.",
+    )
+    parser.add_argument(
+        "results",
+        nargs="*",
+        help="pytest-benchmark JSON files (default: the newest saved run under results/)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
+    )
+    args = parser.parse_args(argv)
+    try:
+        paths = args.results or [newest_saved_run(RESULTS_DIR)]
+        runs = [load_run(path) for path in paths]
+    except ResultsError as exc:
+        print(f"bench.report: {exc}", file=sys.stderr)
+        return 2
+    for path in write_report(runs, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Read saved runs back: a pytest-benchmark JSON file in, this suite's rows out, or a one-line error.
+
+Used by the report and the gate; both refuse, with exit status 2, a file that is missing, is
+not pytest-benchmark JSON, or holds no row of this suite.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.summary import Row
+
+# Keys every row of this suite carries (the README's data contract); a file without them
+# was written by something else, or by a version this code cannot read.
+REQUIRED_KEYS = (
+    "strategy",
+    "requests",
+    "delay_ms",
+    "concurrency",
+    "ok",
+    "errors",
+    "peak_rss_bytes",
+    "cpu_seconds",
+    "os_threads_peak",
+    "monkey_patched",
+    "valid",
+)
+
+
+class ResultsError(ValueError):
+    """The file cannot be used; the message is one line saying why."""
+
+
+@dataclass
+class Run:
+    path: Path
+    rows: list[Row]
+    machine: dict = field(default_factory=dict)
+    context: dict = field(default_factory=dict)  # what bench/conftest.py adds: command, versions
+    datetime: str = ""
+
+    def groups(self) -> dict[str, list[Row]]:
+        grouped: dict[str, list[Row]] = {}
+        for row in self.rows:
+            grouped.setdefault(row.group, []).append(row)
+        return grouped
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: a directory, not a results file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: not JSON ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    return parse_run(document, path)
+
+
+def parse_run(document, path: Path) -> Run:
+    """Rows of this suite from a pytest-benchmark document (a file's contents, or the live run's)."""
+    if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
+        raise ResultsError(f"{path}: not pytest-benchmark JSON (no 'benchmarks' list)")
+    rows = []
+    for bench in document["benchmarks"]:
+        info = bench.get("extra_info") if isinstance(bench, dict) else None
+        if not isinstance(info, dict) or "strategy" not in info:
+            continue  # another suite's benchmark in the same file
+        missing = [key for key in REQUIRED_KEYS if key not in info]
+        if missing:
+            raise ResultsError(f"{path}: row {bench.get('name')!r} lacks {', '.join(missing)}")
+        seconds = bench.get("stats", {}).get("data") or info.get("round_seconds")
+        if not seconds:
+            raise ResultsError(f"{path}: row {bench.get('name')!r} has no round times")
+        rows.append(Row(bench.get("group") or "", list(seconds), info))
+    if not rows:
+        raise ResultsError(f"{path}: no rows of this suite (no extra_info with 'strategy')")
+    return Run(
+        path,
+        rows,
+        document.get("machine_info", {}),
+        document.get("coroutine_bench", {}),
+        document.get("datetime", ""),
+    )
+
+
+def newest_saved_run(results_dir: Path) -> Path:
+    """The most recent run pytest-benchmark saved under results/ (by its run number, then time)."""
+    candidates = [p for p in results_dir.glob("*/[0-9][0-9][0-9][0-9]_*.json") if p.parent.name != "baseline"]
+    if not candidates:
+        raise ResultsError(f"{results_dir}: no saved runs; run `pytest bench/` first or name a file")
+    return max(candidates, key=lambda p: (p.stat().st_mtime, p.name))

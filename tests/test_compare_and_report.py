@@ -1,0 +1,148 @@
+"""The gate and the report, on real saved runs (the committed CI baseline) and on bad input."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import compare, report
+from bench.results import load_run
+
+BASELINE = Path(__file__).resolve().parent.parent / "results" / "baseline" / "baseline.json"
+
+
+@pytest.fixture
+def baseline_document() -> dict:
+    return json.loads(BASELINE.read_text())
+
+
+def write(tmp_path, name, document) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(document))
+    return path
+
+
+def scale_rounds(document: dict, strategy: str, factor: float, kind: str = "io") -> dict:
+    """A copy of the run in which one strategy's rounds took ``factor`` times as long."""
+    changed = copy.deepcopy(document)
+    for bench in changed["benchmarks"]:
+        info = bench["extra_info"]
+        if info["strategy"] == strategy and info["kind"] == kind:
+            bench["stats"]["data"] = [seconds * factor for seconds in bench["stats"]["data"]]
+            info["efficiency"] /= factor
+    return changed
+
+
+def test_the_baseline_is_a_complete_valid_run():
+    run = load_run(BASELINE)
+    assert all(row.valid for row in run.rows), [r.info["invalid_reason"] for r in run.rows if not r.valid]
+    assert {row.info["scenario"] for row in run.rows} == {"quick", "cpu"}
+
+
+def test_same_against_same_passes(capsys):
+    assert compare.main([str(BASELINE), str(BASELINE)]) == 0
+    assert "gate: PASS" in capsys.readouterr().out
+
+
+def test_halved_gevent_speedup_fails_naming_the_figure(tmp_path, baseline_document, capsys):
+    current = write(tmp_path, "slow.json", scale_rounds(baseline_document, "gevent-joinall", 2.0))
+    assert compare.main([str(BASELINE), str(current)]) == 1
+    out = capsys.readouterr().out
+    assert "gate: FAIL" in out
+    assert "gevent-joinall: speedup vs sequential" in out
+    assert "(-50%, limit 20%)" in out
+
+
+def test_a_per_figure_override_loosens_only_that_figure(tmp_path, baseline_document):
+    current = write(tmp_path, "slow.json", scale_rounds(baseline_document, "gevent-joinall", 1.3))
+    assert compare.main([str(BASELINE), str(current)]) == 1
+    loose = ["--max-regression-speedup", "40%", "--max-regression-efficiency", "40%"]
+    assert compare.main([str(BASELINE), str(current), *loose]) == 0
+
+
+def test_seconds_are_shown_but_gated_only_on_request(tmp_path, baseline_document):
+    slower = copy.deepcopy(baseline_document)
+    for bench in slower["benchmarks"]:  # every strategy twice as slow: ratios unchanged
+        bench["stats"]["data"] = [seconds * 2 for seconds in bench["stats"]["data"]]
+    current = write(tmp_path, "slower-machine.json", slower)
+    assert compare.main([str(BASELINE), str(current)]) == 0
+    assert compare.main([str(BASELINE), str(current), "--gate-seconds"]) == 1
+
+
+def test_an_invalid_current_row_fails_with_its_reason(tmp_path, baseline_document, capsys):
+    broken = copy.deepcopy(baseline_document)
+    info = broken["benchmarks"][1]["extra_info"]
+    info.update(valid=False, invalid_reason="7 of 100 requests failed")
+    current = write(tmp_path, "broken.json", broken)
+    assert compare.main([str(BASELINE), str(current)]) == 1
+    assert (
+        f"{info['strategy']}: INVALID in the current run: 7 of 100 requests failed" in capsys.readouterr().out
+    )
+
+
+def test_a_row_missing_from_current_fails(tmp_path, baseline_document, capsys):
+    fewer = copy.deepcopy(baseline_document)
+    dropped = fewer["benchmarks"].pop(2)["extra_info"]["strategy"]
+    assert compare.main([str(BASELINE), str(write(tmp_path, "fewer.json", fewer))]) == 1
+    assert f"{dropped}: in the baseline, missing from the current run" in capsys.readouterr().out
+
+
+def test_markdown_table(capsys):
+    assert compare.main([str(BASELINE), str(BASELINE), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| strategy | speedup vs sequential | efficiency |" in out
+    assert "#### quick:" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("this is not json", "not JSON"),
+        ('{"hello": 1}', "not pytest-benchmark JSON"),
+        ('{"benchmarks": [{"name": "x", "extra_info": {}}]}', "no rows of this suite"),
+        ('{"benchmarks": [{"name": "x", "extra_info": {"strategy": "threads"}}]}', "lacks requests"),
+    ],
+)
+def test_unusable_input_exits_2_with_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "input.json"
+    if content is not None:
+        path.write_text(content)
+    assert compare.main([str(BASELINE), str(path)]) == 2
+    assert report.main([str(path), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(message in line for line in err), err
+    assert not (tmp_path / "report").exists(), "no partial report"
+
+
+def test_no_workload_in_common_exits_2(tmp_path, baseline_document, capsys):
+    renamed = copy.deepcopy(baseline_document)
+    for bench in renamed["benchmarks"]:
+        bench["group"] = "another workload"
+    assert compare.main([str(BASELINE), str(write(tmp_path, "other.json", renamed))]) == 2
+    assert "no workload in common" in capsys.readouterr().err
+
+
+def test_report_writes_markdown_html_and_charts(tmp_path):
+    out = tmp_path / "report"
+    assert report.main([str(BASELINE), "--out", str(out)]) == 0
+    names = {path.name for path in out.iterdir()}
+    assert {"report.md", "report.html", "side_by_side.png", "timeline.png", "cpu_control.png"} <= names
+    markdown = (out / "report.md").read_text()
+    assert "reproduce with: `pytest bench/" in markdown
+    assert "![Timeline of one round](timeline.png)" in markdown
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3  # self-contained
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_replaces_an_old_one_only_when_complete(tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "old.txt").write_text("previous report")
+    assert report.main([str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    assert (out / "old.txt").exists(), "a failed report must not touch the previous one"
+    assert report.main([str(BASELINE), "--out", str(out)]) == 0
+    assert not (out / "old.txt").exists()
