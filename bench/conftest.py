@@ -60,12 +60,14 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's own table
-def pytest_terminal_summary(terminalreporter, config):
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = getattr(config, "_benchmarksession", None)
     rows = summary.rows_from_session(session.benchmarks if session else [])
     for line in summary.render(rows):
         terminalreporter.write_line(line)
-    if config.getoption("bench_report"):
+    if config.getoption("bench_report") and exitstatus == pytest.ExitCode.INTERRUPTED:
+        terminalreporter.write_line("no report written: the run was interrupted")
+    elif config.getoption("bench_report"):
         try:
             run = parse_run(config.stash.get(SAVED_RUN, {"benchmarks": []}), Path("this run"))
         except ResultsError as exc:
