@@ -30,6 +30,15 @@ def pytest_configure(config):
     atomic_results.install()
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-benchmark's, which saves
+def pytest_sessionfinish(session, exitstatus):
+    """Ctrl-C: save nothing. A half-finished run would look like a whole one to the gate."""
+    benchmarks = getattr(session.config, "_benchmarksession", None)
+    if exitstatus == pytest.ExitCode.INTERRUPTED and benchmarks is not None:
+        benchmarks.save = benchmarks.autosave = benchmarks.json = None
+    yield
+
+
 def pytest_generate_tests(metafunc):
     """One test per (workload shape, strategy), in scenario order, then registry order."""
     if "shape" in metafunc.fixturenames:

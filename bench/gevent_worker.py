@@ -2,16 +2,10 @@
 
 monkey.patch_all() must run before socket, ssl, threading or requests are imported, or
 gevent warns and the patch may not take (design rule 1); the worker verifies it did.
+The parent sets GEVENT_RESOLVER=ares in this process's environment (see worker_process.py).
 """
 
-import gevent
-
-# gevent's default resolver sends every getaddrinfo, even of the literal 127.0.0.1, to a
-# pool of up to 10 native threads (measured: 11 OS threads in a joinall round instead of 1).
-# c-ares resolves cooperatively on the hub, so the gevent rows show gevent's own footprint.
-gevent.config.resolver = "ares"
-
-from gevent import monkey  # noqa: E402
+from gevent import monkey
 
 monkey.patch_all()
 

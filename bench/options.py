@@ -13,11 +13,11 @@ from bench.scenarios import SCENARIOS
 from bench.strategies import STRATEGIES
 from bench.workload import REQUEST_TIMEOUT_S
 
-# The defaults tell the story in well under two minutes here: sequential needs N x D = 5 s a
-# round; D is several times N x the client's CPU cost per request (~1.5 ms), so the
-# unbounded strategies really have all N requests in flight at once.
-DEFAULT_REQUESTS = 50
-DEFAULT_DELAY_MS = 100
+# The defaults tell the story in under two minutes here: sequential needs N x D = 10 s a
+# round, and D is over four times N x the client's CPU cost per request (40 x ~1.5 ms), so
+# the unbounded strategies really have all N requests in flight before the first answer.
+DEFAULT_REQUESTS = 40
+DEFAULT_DELAY_MS = 250
 DEFAULT_CONCURRENCY = 10
 DEFAULT_ROUNDS = 5
 # Per strategy and workload, estimated before it starts: sequential at high concurrency
@@ -118,21 +118,23 @@ def add_options(parser) -> None:
         type=_int_at_least(1),
         default=DEFAULT_REQUESTS,
         metavar="N",
-        help=f"requests sent in each round by every strategy (default {DEFAULT_REQUESTS})",
+        help=f"requests per round in the quick scenario, sent by every strategy (default {DEFAULT_REQUESTS})",
     )
     group.addoption(
         "--bench-delay-ms",
         type=_int_at_least(0, MAX_DELAY_MS),
         default=DEFAULT_DELAY_MS,
         metavar="D",
-        help=f"how long the server waits before answering each request, in ms (default {DEFAULT_DELAY_MS})",
+        help="how long the server waits before answering each request of the quick scenario, "
+        f"in ms (default {DEFAULT_DELAY_MS})",
     )
     group.addoption(
         "--bench-concurrency",
         type=_int_at_least(1),
         default=DEFAULT_CONCURRENCY,
         metavar="C",
-        help=f"size of the bounded pools, threadpool and gevent-pool (default {DEFAULT_CONCURRENCY})",
+        help="size of the bounded strategies (threadpool, gevent-pool, asyncio-aiohttp-bounded) in the "
+        f"quick, sweep and cpu scenarios; high-concurrency uses 200 (default {DEFAULT_CONCURRENCY})",
     )
     group.addoption(
         "--bench-strategies",

@@ -46,6 +46,10 @@ def _median(rounds: list[dict], key: str):
     return statistics.median(values) if values else None
 
 
+def _ratio(value: float | None, divisor: float | None) -> float | None:
+    return value / divisor if value is not None and divisor else None
+
+
 def row_info(
     strategy: Strategy,
     workload: Workload,
@@ -57,12 +61,14 @@ def row_info(
     n = workload.requests
     allowed = strategy.fanout.max_in_flight(n, workload.concurrency)
     worst = max(rounds, key=lambda r: r["errors"])
-    cpu_seconds = _median(rounds, "cpu_seconds")
-    median_seconds = _median(rounds, "round_trip_seconds")
-    client_in_flight = _worst(rounds, "client_max_in_flight")
-    above_idle = _worst(rounds, "peak_rss_above_idle_bytes")
+    # Rounds that ran to the end; a round that failed (worker or server gone) measured nothing.
+    complete = [r for r in rounds if not r.get("round_failed")]
+    cpu_seconds = _median(complete, "cpu_seconds")
+    median_seconds = _median(complete, "round_trip_seconds")
+    client_in_flight = _worst(complete, "client_max_in_flight")
+    above_idle = _worst(complete, "peak_rss_above_idle_bytes")
     ideal = workload.ideal_seconds(allowed)
-    score, bound = efficiency(ideal, cpu_seconds, median_seconds)
+    score, bound = efficiency(ideal, cpu_seconds, median_seconds) if complete else (None, None)
     info = {
         "scenario": scenario,
         "strategy": strategy.name,
@@ -77,31 +83,32 @@ def row_info(
         "ok": worst["ok"],
         "errors": worst["errors"],
         "errors_all_rounds": sum(r["errors"] for r in rounds),
-        "peak_rss_bytes": _worst(rounds, "peak_rss_bytes"),
+        "peak_rss_bytes": _worst(complete, "peak_rss_bytes"),
         "peak_rss_above_idle_bytes": above_idle,
         "peak_rss_first_round_bytes": warmup[0]["peak_rss_bytes"] if warmup else None,
-        "peak_rss_per_request_bytes": above_idle / n,
-        "peak_rss_per_inflight_bytes": above_idle / client_in_flight if client_in_flight else None,
+        "peak_rss_per_request_bytes": _ratio(above_idle, n),
+        "peak_rss_per_inflight_bytes": _ratio(above_idle, client_in_flight),
         "cpu_seconds": cpu_seconds,
-        "cpu_per_request_ms": cpu_seconds / n * 1000,
-        "os_threads_peak": _worst(rounds, "os_threads_peak"),
+        "cpu_per_request_ms": _ratio(cpu_seconds, n / 1000),
+        "os_threads_peak": _worst(complete, "os_threads_peak"),
         "monkey_patched": monkey_patched,
         "client_max_in_flight": client_in_flight,
-        "latency_p50_ms": _median(rounds, "latency_p50_ms"),
-        "latency_p99_ms": _median(rounds, "latency_p99_ms"),
-        "server_lateness_p99_ms": _worst(rounds, "server_lateness_p99_ms"),
-        "server_max_in_flight": _worst(rounds, "server_max_in_flight"),
-        "listen_overflows": sum(r.get("listen_overflows", 0) for r in rounds),
+        "latency_p50_ms": _median(complete, "latency_p50_ms"),
+        "latency_p99_ms": _median(complete, "latency_p99_ms"),
+        "server_lateness_p99_ms": _worst(complete, "server_lateness_p99_ms"),
+        "server_max_in_flight": _worst(complete, "server_max_in_flight"),
+        "listen_overflows": sum(r.get("listen_overflows", 0) for r in complete),
         "ideal_seconds": ideal,
         "efficiency": score,
         "efficiency_bound": bound,
         "cpu_bound": bool(
             client_in_flight is not None and client_in_flight < CPU_BOUND_IN_FLIGHT_SHARE * allowed
         ),
-        "round_seconds": [r["round_trip_seconds"] for r in rounds],
-        "worker_wall_seconds": [r["wall_seconds"] for r in rounds],
-        "harness_overhead_ms": statistics.median(r["round_trip_seconds"] - r["wall_seconds"] for r in rounds)
-        * 1000,
+        "round_seconds": [r["round_trip_seconds"] for r in complete],
+        "worker_wall_seconds": [r["wall_seconds"] for r in complete],
+        "harness_overhead_ms": _median(
+            [{"ms": (r["round_trip_seconds"] - r["wall_seconds"]) * 1000} for r in complete], "ms"
+        ),
     }
     reasons = invalid_reasons(info, rounds, workload)
     info["valid"] = not reasons

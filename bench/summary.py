@@ -101,10 +101,10 @@ def memory_cells(info: dict) -> tuple[str, ...]:
         format_bytes(info["peak_rss_per_request_bytes"]),
         format_bytes(info["peak_rss_per_inflight_bytes"]),
         format_bytes(info["peak_rss_first_round_bytes"]),
-        str(info["client_max_in_flight"]),
-        f"{info['cpu_per_request_ms']:.2f} ms",
+        str(info["client_max_in_flight"] if info["client_max_in_flight"] is not None else "-"),
+        "-" if info["cpu_per_request_ms"] is None else f"{info['cpu_per_request_ms']:.2f} ms",
         f"{_ms(info['latency_p50_ms'])}/{_ms(info['latency_p99_ms'])}",
-        str(info["os_threads_peak"]),
+        str(info["os_threads_peak"] if info["os_threads_peak"] is not None else "-"),
         f"{info['ok']}/{info['errors']}",
         notes(info),
     )
@@ -123,7 +123,10 @@ def align(lines: list[tuple[str, ...]]) -> list[str]:
 
 
 def memory_table(rows: list[Row]) -> list[str]:
-    return align([MEMORY_COLUMNS] + [memory_cells(row.info) for row in rows])
+    lines = align([MEMORY_COLUMNS] + [memory_cells(row.info) for row in rows])
+    # The reason belongs with the table too, not only with the verdicts.
+    lines += [f"  INVALID {row.strategy}: {row.info['invalid_reason']}" for row in rows if not row.valid]
+    return lines
 
 
 def verdict_lines(rows: list[Row]) -> list[str]:

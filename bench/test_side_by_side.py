@@ -43,7 +43,7 @@ def test_side_by_side(benchmark, shape, strategy, workload, bench_options, delay
     with WorkerProcess(strategy, workload) as worker:
         recorder = RoundRecorder(worker, delay_server if shape.kind == "io" else None)
         warmup, measured = recorder.run(benchmark, rounds=rounds, warmup_rounds=WARMUP_ROUNDS)
-        timeline = worker.details(timeline=True)["timeline"]
+        timeline = None if recorder.failure else worker.details(timeline=True)["timeline"]
     info = row_info(strategy, workload, worker.monkey_patched, warmup, measured, scenario=shape.scenario)
     benchmark.extra_info.update(info, timeline=timeline)
     if not info["valid"]:

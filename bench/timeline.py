@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.workload import Outcome
+from servers.percentile import percentile
 
 # The report draws one bar per request; past a few thousand bars nobody can see them anyway.
 TIMELINE_MAX_BARS = 2000
@@ -16,14 +17,6 @@ def max_in_flight(outcomes: list[Outcome]) -> int:
         current += step
         peak = max(peak, current)
     return peak
-
-
-def percentile(ordered: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile of an already sorted list; None when it is empty."""
-    if not ordered:
-        return None
-    rank = max(1, -(-len(ordered) * pct // 100))  # ceil without floats drifting
-    return ordered[int(rank) - 1]
 
 
 def round_details(outcomes: list[Outcome], round_started: float, with_timeline: bool = False) -> dict:

@@ -64,6 +64,8 @@ class Runner:
         self.last_outcomes: list = []
         self.last_started = 0.0
         self.rss_idle = memory.rss_bytes()
+        # A request ends by its timeouts (connect, then read) after at most this long.
+        self.straggler_timeout_s = 2 * workload.timeout_s + workload.delay_ms / 1000
 
     def send_all(self) -> list:
         if self.loop:
@@ -80,6 +82,7 @@ class Runner:
             outcomes = self.send_all()
         except Exception as exc:  # e.g. "can't start new thread": the round fails, the worker lives
             outcomes, round_error = [], describe_error(exc)
+            self._wait_for_stragglers()
         wall_seconds = time.perf_counter() - started
         cpu = cpu_seconds() - cpu_before
         peak_rss = memory.peak_rss_bytes()
@@ -101,6 +104,12 @@ class Runner:
             "errors": len(self.urls) - ok,
             "error_samples": dict(errors.most_common(ERROR_SAMPLES)),
         }
+
+    def _wait_for_stragglers(self) -> None:
+        """Threads a failed round had started still run: let them end before the next round."""
+        deadline = time.monotonic() + self.straggler_timeout_s
+        while threading.active_count() > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def close(self) -> None:
         if self.loop:

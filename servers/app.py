@@ -16,6 +16,8 @@ from collections import deque
 
 from aiohttp import web
 
+from servers.percentile import percentile
+
 MAX_DELAY_MS = 60_000
 MAX_BODY_BYTES = 10 * 1024 * 1024
 # Lateness percentiles come from the most recent responses only, so /stats stays cheap
@@ -69,17 +71,11 @@ class DelayStats:
             "max_in_flight": self.max_in_flight,
             "lateness_ms": {
                 "samples": len(late),
-                "p50": _percentile(late, 50),
-                "p99": _percentile(late, 99),
+                "p50": percentile(late, 50) or 0.0,
+                "p99": percentile(late, 99) or 0.0,
                 "max": late[-1] if late else 0.0,
             },
         }
-
-
-def _percentile(ordered: list[float], pct: float) -> float:
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
 def parse_delay_query(query) -> dict[str, float]:

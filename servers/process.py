@@ -7,6 +7,7 @@ memory figures with the client being measured.
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import signal
 import subprocess
@@ -18,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
+
+from servers.lifetime import PARENT_PID_VARIABLE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 READY_PREFIX = "listening on "
@@ -72,6 +75,7 @@ def running_delay_server(
                 *extra_args,
             ],
             cwd=PROJECT_ROOT,
+            env=os.environ | {PARENT_PID_VARIABLE: str(os.getpid())},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -4,9 +4,10 @@ import random
 
 import pytest
 
-from bench.timeline import max_in_flight, percentile, round_details
+from bench.timeline import max_in_flight, round_details
 from bench.verdicts import speedup
 from bench.workload import Outcome
+from servers.percentile import percentile
 
 
 def noisy(center: float, spread: float, n: int = 7, seed: int = 1) -> list[float]:

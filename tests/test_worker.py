@@ -10,10 +10,10 @@ from bench.strategies import STRATEGIES, Fanout
 from bench.worker_process import PROJECT_ROOT, WorkerError, WorkerProcess
 from bench.workload import Workload
 
-REQUESTS = 20
-CONCURRENCY = 5
+REQUESTS = 12
+CONCURRENCY = 4
 # Long enough that every request of a wave is open at the same time, on a loaded machine too.
-DELAY_MS = 300
+DELAY_MS = 500
 
 
 @pytest.fixture
