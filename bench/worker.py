@@ -6,8 +6,9 @@ command read on stdin:
 
 - ``round``: run the strategy once and answer with the measured figures, nothing else, so
   the parent's timer stops as soon as the round does;
-- ``details`` / ``timeline``: latency and in-flight figures of the last round (and every
-  request's start and end), computed outside the timed region.
+- ``details``: the last round's ok/error counts, latency and in-flight figures, computed
+  outside the timed region;
+- ``timeline``: every request of the last round, start and end.
 
 EOF on stdin ends it. Imports, the HTTP session and the URLs are made before ``ready``.
 """
@@ -63,7 +64,8 @@ class Runner:
             self.fetch = clients.requests_fetch(workload, pool_size)
         self.last_outcomes: list = []
         self.last_started = 0.0
-        self.rss_idle = memory.rss_bytes()
+        self.last_error: str | None = None
+        self.rss_idle = self.rss_before = memory.rss_bytes()
         # A request ends by its timeouts (connect, then read) after at most this long.
         self.straggler_timeout_s = 2 * workload.timeout_s + workload.delay_ms / 1000
 
@@ -72,9 +74,17 @@ class Runner:
             return self.loop.run_until_complete(self.module.run(self.fetch, self.urls, self.concurrency))
         return self.module.run(self.fetch, self.urls, self.concurrency)
 
-    def run_round(self) -> dict:
+    def prepare_round(self) -> None:
+        """Reset the memory high-water mark while idle, so the round's own timer need not wait.
+
+        Called after every answer: between then and the next ``round`` the worker only blocks
+        on its stdin, so the mark it starts the round with is the one set here.
+        """
         memory.reset_peak_rss()
-        rss_before = memory.rss_bytes()
+        self.rss_before = memory.rss_bytes()
+
+    def run_round(self) -> dict:
+        rss_before = self.rss_before
         cpu_before = cpu_seconds()
         started = time.perf_counter()
         round_error = None
@@ -87,12 +97,8 @@ class Runner:
         cpu = cpu_seconds() - cpu_before
         peak_rss = memory.peak_rss_bytes()
 
-        finished = [outcome for outcome in outcomes if outcome is not None]
-        self.last_outcomes, self.last_started = finished, started
-        ok = sum(outcome.ok for outcome in finished)
-        errors = Counter(outcome.error for outcome in finished if not outcome.ok)
-        if missing := len(self.urls) - len(finished):
-            errors[round_error or "task ended without an outcome (it raised or was killed)"] += missing
+        self.last_outcomes, self.last_started, self.last_error = outcomes, started, round_error
+        # Only what was measured: counting outcomes waits for "details", outside the timed region.
         return {
             "wall_seconds": wall_seconds,
             "cpu_seconds": cpu,
@@ -100,9 +106,20 @@ class Runner:
             # Warm rounds reuse what earlier rounds freed (allocator arenas, cached thread
             # stacks); measured from the idle process, the peak is the same every round.
             "peak_rss_above_idle_bytes": peak_rss - self.rss_idle,
+        }
+
+    def round_counts(self) -> dict:
+        """ok and errors of the last round; a task with no outcome is an error, never dropped."""
+        finished = [outcome for outcome in self.last_outcomes if outcome is not None]
+        ok = sum(outcome.ok for outcome in finished)
+        errors = Counter(outcome.error for outcome in finished if not outcome.ok)
+        if missing := len(self.urls) - len(finished):
+            errors[self.last_error or "task ended without an outcome (it raised or was killed)"] += missing
+        return {
             "ok": ok,
             "errors": len(self.urls) - ok,
             "error_samples": dict(errors.most_common(ERROR_SAMPLES)),
+            **round_details(finished, self.last_started),
         }
 
     def _wait_for_stragglers(self) -> None:
@@ -128,8 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
+    runner: Runner | None = None
+
     def send(message: dict) -> None:
         channel.write(json.dumps(message) + "\n")
+        if runner:
+            runner.prepare_round()
 
     patched = monkey_patched()
     if patched != strategy.gevent:
@@ -152,10 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         command = line.strip()
         if command == "round":
             send(runner.run_round() | {"monkey_patched": patched})
-        elif command in ("details", "timeline"):
-            send(
-                round_details(runner.last_outcomes, runner.last_started, with_timeline=command == "timeline")
-            )
+        elif command == "details":
+            send(runner.round_counts())
+        elif command == "timeline":
+            outcomes = [outcome for outcome in runner.last_outcomes if outcome is not None]
+            send(round_details(outcomes, runner.last_started, with_timeline=True))
         else:
             send({"fatal": f"unknown command {command!r}"})
             return 1

@@ -48,7 +48,7 @@ class WorkerError(RuntimeError):
 
 
 class WorkerProcess:
-    """``with WorkerProcess(strategy, workload) as worker: worker.run_round()``."""
+    """``with WorkerProcess(strategy, workload) as worker: worker.measure_round()``."""
 
     def __init__(self, strategy: Strategy, workload: Workload) -> None:
         self.strategy = strategy
@@ -117,8 +117,12 @@ class WorkerProcess:
         result["os_threads_peak"] = threads_peak[0]
         return result
 
+    def measure_round(self) -> dict:
+        """A round and its details together, for callers that do not time it themselves."""
+        return self.run_round() | self.details()
+
     def details(self, timeline: bool = False) -> dict:
-        """Latency and in-flight figures of the last round; with ``timeline``, every request's span."""
+        """The last round's ok/errors, latency and in-flight; with ``timeline``, every request's span."""
         return self._ask("timeline" if timeline else "details", DETAILS_TIMEOUT_S)
 
     def _ask(self, command: str, timeout_s: float, on_idle=None) -> dict:

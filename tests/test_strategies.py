@@ -31,7 +31,7 @@ def delay_requests(httpserver) -> list:
 def test_sends_exactly_n_requests_and_counts_them_ok(httpserver, strategy):
     httpserver.expect_request("/delay", query_string={"ms": "0"}).respond_with_data("")
     with WorkerProcess(strategy, workload_for(httpserver)) as worker:
-        result = worker.run_round()
+        result = worker.measure_round()
     assert (result["ok"], result["errors"]) == (REQUESTS, 0)
     assert len(delay_requests(httpserver)) == REQUESTS
     httpserver.check_assertions()
@@ -50,7 +50,7 @@ def test_counts_failed_requests_as_errors(httpserver, strategy):
 
     httpserver.expect_request("/delay").respond_with_handler(every_third_fails)
     with WorkerProcess(strategy, workload_for(httpserver)) as worker:
-        result = worker.run_round()
+        result = worker.measure_round()
     assert len(delay_requests(httpserver)) == REQUESTS
     assert (result["ok"], result["errors"]) == (REQUESTS - REQUESTS // 3, REQUESTS // 3)
     assert result["error_samples"] == {"HTTP 500": REQUESTS // 3}
@@ -68,7 +68,7 @@ def test_refused_connections_are_errors_not_speed(strategy):
         base_url=f"http://127.0.0.1:{port}", requests=5, delay_ms=0, concurrency=2, timeout_s=5
     )
     with WorkerProcess(strategy, workload) as worker:
-        result = worker.run_round()
+        result = worker.measure_round()
     assert (result["ok"], result["errors"]) == (0, 5)
     [message] = result["error_samples"]
     assert "Connect" in message  # requests' ConnectionError, aiohttp's ClientConnectorError
@@ -86,7 +86,7 @@ def test_stalled_responses_end_at_the_timeout_as_errors(strategy, delay_server):
         fault_query=fault_query(stall=True),
     )
     with WorkerProcess(strategy, workload) as worker:
-        result = worker.run_round()
+        result = worker.measure_round()
     assert (result["ok"], result["errors"]) == (0, 4)
     [message] = result["error_samples"]
     assert "Timeout" in message or "timed out" in message, message
@@ -99,7 +99,7 @@ def test_fail_rate_errors_match_what_the_server_injected(strategy, delay_server)
     )
     with WorkerProcess(strategy, workload) as worker:
         delay_server.reset_stats()
-        result = worker.run_round()
+        result = worker.measure_round()
         stats = delay_server.stats()
     assert result["ok"] + result["errors"] == 40
     assert result["errors"] == stats["failed_on_purpose"] + stats["dropped_on_purpose"]

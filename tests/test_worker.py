@@ -31,7 +31,7 @@ def test_isolation_threads_and_in_flight_caps(strategy, overlapping_workload, de
     """
     with WorkerProcess(strategy, overlapping_workload) as worker:
         delay_server.reset_stats()
-        result = worker.run_round()
+        result = worker.measure_round()
         server_in_flight = delay_server.stats()["max_in_flight"]
 
     assert (result["ok"], result["errors"]) == (REQUESTS, 0)
@@ -64,7 +64,7 @@ def test_worker_refuses_a_gevent_strategy_without_the_patch(delay_server):
 def test_harness_overhead_is_recorded(delay_server):
     workload = Workload(delay_server.base_url, requests=1, delay_ms=0, concurrency=1)
     with WorkerProcess(STRATEGIES["sequential"], workload) as worker:
-        result = worker.run_round()
+        result = worker.measure_round()
     assert result["round_trip_seconds"] >= result["wall_seconds"] > 0
     assert result["cpu_seconds"] > 0
 
