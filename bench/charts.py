@@ -23,6 +23,9 @@ WIDTH_IN, DPI = 10, 100  # 1000 px wide
 MIB = 1024 * 1024
 _PALETTE = plt.get_cmap("tab10").colors
 COLOURS = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(STRATEGIES)}
+# Lines that coincide (the pools take the same time) stay apart by their markers.
+_MARKERS = "osD^vPX*"
+MARKERS = {name: _MARKERS[i % len(_MARKERS)] for i, name in enumerate(STRATEGIES)}
 
 
 def colour(strategy: str):
@@ -100,7 +103,13 @@ def scaling(sweep: dict[int, list[Row]], path: Path) -> Path:
                 by_strategy.setdefault(row.strategy, []).append((n, row))
     for name, points in by_strategy.items():
         ns = [n for n, _ in points]
-        style = {"color": colour(name), "marker": "o", "label": name}
+        style = {
+            "color": colour(name),
+            "marker": MARKERS.get(name, "o"),
+            "markersize": 7,
+            "alpha": 0.85,
+            "label": name,
+        }
         time_ax.plot(ns, [row.median_seconds for _, row in points], **style)
         memory_ax.plot(
             ns, [max(row.info["peak_rss_above_idle_bytes"], 1) / MIB for _, row in points], **style

@@ -75,7 +75,9 @@ def time_table(rows: list[Row]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
             f"{max(row.round_seconds):.3f}",
             str(len(row.round_seconds)),
             f"{row.info['ideal_seconds']:.3f}",
-            f"{row.info['efficiency']:.2f} ({row.info['efficiency_bound']})",
+            "-"
+            if row.info["efficiency"] is None
+            else f"{row.info['efficiency']:.2f} ({row.info['efficiency_bound']})",
             "yes" if row.valid else f"INVALID: {row.info.get('invalid_reason')}",
         )
         for row in rows

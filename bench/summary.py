@@ -174,6 +174,8 @@ def verdict_lines(rows: list[Row]) -> list[str]:
 
 
 def efficiency_text(info: dict) -> str:
+    if info["efficiency"] is None:
+        return "efficiency unknown"
     text = f"efficiency {info['efficiency']:.2f}"
     if info["efficiency_bound"] == "cpu":
         text += " (bound by client CPU, not by the delay)"

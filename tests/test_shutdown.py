@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,18 @@ def running(process: subprocess.Popen) -> bool:
     return True
 
 
+@contextmanager
+def bench_run(tmp_path, *options):
+    """``pytest bench/`` in its own process group; killed at the end if the test left it running."""
+    run = start_bench(tmp_path, *options)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+
+
 def start_bench(tmp_path, *options) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -92,37 +105,29 @@ def start_bench(tmp_path, *options) -> subprocess.Popen:
 
 
 def test_ctrl_c_during_a_run_stops_it_and_leaves_no_process(tmp_path):
-    run = start_bench(
+    with bench_run(
         tmp_path,
         "--bench-strategies=threads",
         "--bench-requests=5",
         "--bench-delay-ms=20000",
         "--bench-rounds=1",
-    )
-    try:
+    ) as run:
         children = wait_until(lambda: running(run) and (d := descendants(run.pid)) and has_worker(d) and d)
         os.killpg(run.pid, signal.SIGINT)
         output, _ = run.communicate(timeout=HANG_GUARD_S)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
     assert wait_until(lambda: not alive(children), timeout_s=10) is True, f"left behind: {alive(children)}"
     assert not list(tmp_path.rglob("*.json")), "an interrupted run must not save a partial result"
 
 
 def test_a_dead_server_fails_the_rows_and_the_run_ends(tmp_path):
-    run = start_bench(
+    with bench_run(
         tmp_path, "--bench-strategies=gevent-pool,threads", "--bench-requests=5", "--bench-delay-ms=3000"
-    )
-    try:
+    ) as run:
         family = wait_until(lambda: running(run) and (d := descendants(run.pid)) and has_worker(d) and d)
         server = next(pid for pid, cmd in family.items() if "servers.delay" in cmd)
         os.kill(server, signal.SIGKILL)
         output, _ = run.communicate(timeout=HANG_GUARD_S)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     assert "2 failed" in output, output[-3000:]
     assert "the delay server exited (status -9) during the run" in output
@@ -198,21 +203,17 @@ def test_atomic_write_gives_a_shareable_file(tmp_path):
 
 def test_ctrl_c_after_a_finished_row_saves_nothing(tmp_path):
     """One row done, the next interrupted: a partial run must not pass for a whole one."""
-    run = start_bench(
+    with bench_run(
         tmp_path,
         "--bench-strategies=threadpool,sequential",
         "--bench-requests=2",
         "--bench-concurrency=2",
         "--bench-delay-ms=1000",
         "--bench-rounds=1",
-    )
-    try:
+    ) as run:
         wait_until(lambda: running(run) and any("sequential" in c for c in descendants(run.pid).values()))
         os.killpg(run.pid, signal.SIGINT)
         output, _ = run.communicate(timeout=HANG_GUARD_S)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
     assert not list(tmp_path.rglob("*.json")), output[-2000:]
 
@@ -229,21 +230,17 @@ def threads_worker_in_a_round(root: int) -> int | None:
 
 
 def test_a_worker_killed_mid_run_fails_only_its_row(tmp_path):
-    run = start_bench(
+    with bench_run(
         tmp_path,
         "--bench-strategies=threads,gevent-pool",
         "--bench-requests=3",
         "--bench-delay-ms=3000",
         "--bench-rounds=1",
-    )
-    try:
+    ) as run:
         # Mid-round: the threads worker has started its request threads.
         worker = wait_until(lambda: running(run) and threads_worker_in_a_round(run.pid))
         os.kill(worker, signal.SIGKILL)
         output, _ = run.communicate(timeout=HANG_GUARD_S)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     assert "1 failed, 1 passed" in output
     assert "threads: INVALID: " in output and "threads worker exited (status -9)" in output
