@@ -97,9 +97,9 @@ def cpu_task(workload: Workload, asynchronous: bool):
 
 
 def calibrate_spin(target_ms: float) -> int:
-    """How many ``spin`` iterations take ``target_ms`` here (best of a few tries)."""
-    iterations = 10_000
-    best = min(_timed(spin, iterations) for _ in range(5))
+    """How many ``spin`` iterations take ``target_ms`` here (best of a few tries of ~20 ms)."""
+    iterations = 200_000
+    best = min(_timed(spin, iterations) for _ in range(3))
     return max(1, round(iterations * target_ms / 1000 / best))
 
 
