@@ -39,7 +39,7 @@ def requests_fetch(workload: Workload, pool_size: int):
     return fetch
 
 
-async def aiohttp_fetch(workload: Workload, pool_size: int):
+async def aiohttp_fetch(workload: Workload):
     """The asyncio peer of ``requests_fetch``; must be built inside the loop that will use it.
 
     aiohttp's connector allows 100 connections by default (``limit``), which would quietly
@@ -51,7 +51,6 @@ async def aiohttp_fetch(workload: Workload, pool_size: int):
         connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False),
         timeout=aiohttp.ClientTimeout(total=workload.timeout_s),
     )
-    del pool_size  # unlimited, see above; kept for the same signature as requests_fetch
     # aiohttp resends a GET whose keep-alive connection the server closed (RFC 9112 9.3.1.1;
     # client.py, retry_persistent_connection); requests, with max_retries=0, does not. Measured
     # with --bench-drop-rate 0.2: aiohttp reported 3 of 20 drops. There is no public switch,

@@ -8,7 +8,7 @@ from pytest_benchmark.utils import get_tag
 from bench import atomic_results, report, summary
 from bench.clients import calibrate_spin
 from bench.context import run_context
-from bench.report import write_report
+from bench.options import BenchOptions
 from bench.results import ResultsError, parse_run
 from bench.scenarios import CPU_TASK_MS, SCENARIOS
 from bench.strategies import STRATEGIES
@@ -42,16 +42,12 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_generate_tests(metafunc):
     """One test per (workload shape, strategy), in scenario order, then registry order."""
     if "shape" in metafunc.fixturenames:
-        options = metafunc.config.getoption
-        names = options("bench_strategies")
-        from bench.options import BenchOptions
-
-        bench_options = BenchOptions.from_config(metafunc.config)
+        options = BenchOptions.from_config(metafunc.config)
         cases = [
             pytest.param(shape, STRATEGIES[name], id=f"{shape.test_id}-{name}")
-            for scenario in options("bench_scenario")
-            for shape in SCENARIOS[scenario].shapes(bench_options)
-            for name in names
+            for scenario in options.scenarios
+            for shape in SCENARIOS[scenario].shapes(options)
+            for name in options.strategies
         ]
         metafunc.parametrize(("shape", "strategy"), cases)
 
@@ -82,7 +78,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         except ResultsError as exc:
             terminalreporter.write_line(f"no report written: {exc}")
         else:
-            written = write_report([run], report.DEFAULT_OUT)
+            written = report.write_report([run], report.DEFAULT_OUT)
             terminalreporter.write_line(
                 f"report written to {report.DEFAULT_OUT}: {', '.join(p.name for p in written)}"
             )

@@ -106,8 +106,10 @@ def row_info(
         ),
         "round_seconds": [r["round_trip_seconds"] for r in complete],
         "worker_wall_seconds": [r["wall_seconds"] for r in complete],
-        "harness_overhead_ms": _median(
-            [{"ms": (r["round_trip_seconds"] - r["wall_seconds"]) * 1000} for r in complete], "ms"
+        "harness_overhead_ms": (
+            statistics.median(r["round_trip_seconds"] - r["wall_seconds"] for r in complete) * 1000
+            if complete
+            else None
         ),
     }
     reasons = invalid_reasons(info, rounds, workload)

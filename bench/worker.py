@@ -59,7 +59,7 @@ class Runner:
         if workload.kind == "cpu":
             self.fetch = clients.cpu_task(workload, asynchronous=strategy.asyncio)
         elif strategy.asyncio:
-            self.fetch = self.loop.run_until_complete(clients.aiohttp_fetch(workload, pool_size))
+            self.fetch = self.loop.run_until_complete(clients.aiohttp_fetch(workload))
         else:
             self.fetch = clients.requests_fetch(workload, pool_size)
         self.last_outcomes: list = []
@@ -108,9 +108,14 @@ class Runner:
             "peak_rss_above_idle_bytes": peak_rss - self.rss_idle,
         }
 
+    @property
+    def finished_outcomes(self) -> list:
+        """The last round's outcomes, without the None of a task that died before returning one."""
+        return [outcome for outcome in self.last_outcomes if outcome is not None]
+
     def round_counts(self) -> dict:
         """ok and errors of the last round; a task with no outcome is an error, never dropped."""
-        finished = [outcome for outcome in self.last_outcomes if outcome is not None]
+        finished = self.finished_outcomes
         ok = sum(outcome.ok for outcome in finished)
         errors = Counter(outcome.error for outcome in finished if not outcome.ok)
         if missing := len(self.urls) - len(finished):
@@ -156,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     if patched != strategy.gevent:
         # Unpatched, gevent runs every greenlet's IO one after another; patched, "threads"
         # would be greenlets. Either would time the wrong thing, so refuse to start.
-        entry = "bench.gevent_worker" if strategy.gevent else "bench.worker"
         send(
             {
-                "fatal": f"{strategy_name} needs monkey_patched={strategy.gevent} (run it with python -m {entry})"
+                "fatal": f"{strategy_name} needs monkey_patched={strategy.gevent} "
+                f"(run it with python -m {strategy.worker_module})"
             }
         )
         return 1
@@ -176,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "details":
             send(runner.round_counts())
         elif command == "timeline":
-            outcomes = [outcome for outcome in runner.last_outcomes if outcome is not None]
-            send(round_details(outcomes, runner.last_started, with_timeline=True))
+            send(round_details(runner.finished_outcomes, runner.last_started, with_timeline=True))
         else:
             send({"fatal": f"unknown command {command!r}"})
             return 1

@@ -59,9 +59,14 @@ class WorkerProcess:
         self._buffer = b""
 
     def __enter__(self) -> WorkerProcess:
-        entry = "bench.gevent_worker" if self.strategy.gevent else "bench.worker"
         self._process = subprocess.Popen(
-            [sys.executable, "-m", entry, self.strategy.name, json.dumps(self.workload.as_dict())],
+            [
+                sys.executable,
+                "-m",
+                self.strategy.worker_module,
+                self.strategy.name,
+                json.dumps(self.workload.as_dict()),
+            ],
             cwd=PROJECT_ROOT,
             env=worker_environment(),
             stdin=subprocess.PIPE,

@@ -35,6 +35,11 @@ class Strategy:
     client: str = "requests"
 
     @property
+    def worker_module(self) -> str:
+        """The module its worker process runs: the patched one for gevent strategies."""
+        return "bench.gevent_worker" if self.gevent else "bench.worker"
+
+    @property
     def asyncio(self) -> bool:
         return self.client == "aiohttp"
 
