@@ -101,6 +101,9 @@ def start_bench(tmp_path, *options) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's Ctrl-C would see it
+        # A shell that backgrounds the test run ignores SIGINT, and children inherit that;
+        # a terminal's pytest would have Python's default KeyboardInterrupt handler.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
