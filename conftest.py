@@ -10,6 +10,14 @@ def pytest_addoption(parser):
     add_options(parser)
 
 
+def pytest_configure(config):
+    """Options that are fine alone but not together stop the run before anything starts."""
+    try:
+        BenchOptions.from_config(config).check()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
 @pytest.fixture(scope="session")
 def bench_options(pytestconfig) -> BenchOptions:
     return BenchOptions.from_config(pytestconfig)

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from bench.clients import CLIENTS
 from bench.strategies import STRATEGIES
 from bench.summary import REFERENCE, Row
 
@@ -50,15 +51,16 @@ def side_by_side(groups: dict[str, list[Row]], path: Path) -> Path:
     names = []
     for column, (group, rows) in enumerate(groups.items()):
         time_ax, memory_ax = axes[0][column], axes[1][column]
-        labels = [row.strategy for row in rows]
-        names += [name for name in labels if name not in names]
+        labels = [row.label for row in rows]
+        strategies = [row.strategy for row in rows]
+        names += [name for name in strategies if name not in names]
         x = range(len(rows))
         medians = [row.median_seconds for row in rows]
         low = [m - min(row.round_seconds) for m, row in zip(medians, rows, strict=True)]
         high = [max(row.round_seconds) - m for m, row in zip(medians, rows, strict=True)]
-        bars = time_ax.bar(x, medians, yerr=[low, high], capsize=3, color=[colour(n) for n in labels])
+        bars = time_ax.bar(x, medians, yerr=[low, high], capsize=3, color=[colour(n) for n in strategies])
         memory = [(row.info.get("peak_rss_above_idle_bytes") or 0) / MIB for row in rows]
-        memory_bars = memory_ax.bar(x, memory, color=[colour(n) for n in labels])
+        memory_bars = memory_ax.bar(x, memory, color=[colour(n) for n in strategies])
         for ax_bars, ax in ((bars, time_ax), (memory_bars, memory_ax)):
             for bar, row in zip(ax_bars, rows, strict=True):
                 if row.strategy == REFERENCE:
@@ -83,7 +85,7 @@ def side_by_side(groups: dict[str, list[Row]], path: Path) -> Path:
         memory_ax.set_ylabel("peak RSS above idle worker (MiB)")
         time_ax.set_xticks(list(x), [])
         memory_ax.set_xticks(list(x), labels, rotation=35, ha="right", fontsize=8)
-        memory_ax.set_xlabel("strategy")
+        memory_ax.set_xlabel("strategy[client]")
         for ax in (time_ax, memory_ax):
             ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Side by side: wall time (median, bars span min-max) and peak memory per strategy")
@@ -100,12 +102,13 @@ def scaling(sweep: dict[int, list[Row]], path: Path) -> Path:
     for n, rows in sorted(sweep.items()):
         for row in rows:
             if row.valid:
-                by_strategy.setdefault(row.strategy, []).append((n, row))
+                by_strategy.setdefault(row.label, []).append((n, row))
     for name, points in by_strategy.items():
         ns = [n for n, _ in points]
+        strategy = points[0][1].strategy
         style = {
-            "color": colour(name),
-            "marker": MARKERS.get(name, "o"),
+            "color": colour(strategy),
+            "marker": MARKERS.get(strategy, "o"),
             "markersize": 7,
             "alpha": 0.85,
             "label": name,
@@ -145,7 +148,7 @@ def timeline(rows: list[Row], group: str, path: Path) -> Path:
         round_ms = max(end for _, end, _ in spans)
         ax.set_ylabel("request #", fontsize=8)
         ax.set_title(
-            f"{row.strategy}: {row.info['client_max_in_flight']} in flight at most; round took {round_ms:.0f} ms",
+            f"{row.label}: {row.info['client_max_in_flight']} in flight at most; round took {round_ms:.0f} ms",
             fontsize=9,
             loc="left",
             pad=2,
@@ -170,15 +173,17 @@ def cpu_control(io_rows: list[Row], io_group: str, cpu_rows: list[Row], cpu_grou
         (axes[1], cpu_rows, cpu_group, "CPU-bound"),
     ):
         reference = next((row for row in rows if row.strategy == REFERENCE and row.valid), None)
-        shown = [row for row in rows if row.valid and reference]
+        shown = [
+            row for row in rows if row.valid and reference
+        ]  # one sequential row: the CPU task has no client
         speedups = [reference.median_seconds / row.median_seconds for row in shown] if reference else []
         ax.bar(range(len(shown)), speedups, color=[colour(row.strategy) for row in shown])
         for i, value in enumerate(speedups):
             ax.annotate(f"{value:.1f}x", (i, value), ha="center", va="bottom", fontsize=8)
         ax.axhline(1, color="grey", linestyle="--", linewidth=1)
         ax.set_ylim(0, max([*speedups, 1]) * 1.15)  # room for the value labels
-        ax.set_xticks(range(len(shown)), [row.strategy for row in shown], rotation=35, ha="right", fontsize=8)
-        ax.set_xlabel("strategy")
+        ax.set_xticks(range(len(shown)), [row.label for row in shown], rotation=35, ha="right", fontsize=8)
+        ax.set_xlabel("strategy[client]")
         ax.set_ylabel("speedup over sequential (x)")
         ax.set_title(f"{kind}: {group}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
@@ -187,4 +192,45 @@ def cpu_control(io_rows: list[Row], io_group: str, cpu_rows: list[Row], cpu_grou
     extra = [Line2D([], [], color="grey", linestyle="--", label="as fast as sequential")]
     _strategy_legend(fig, names, extra)
     fig.tight_layout(rect=(0, 0.1, 1, 0.94))
+    return _save(fig, path)
+
+
+def clients(rows: list[Row], group: str, path: Path) -> Path:
+    """Grouped bars: per model, one bar per client, for CPU per request, memory per waiting request, time.
+
+    The raw client's bar is the model's own cost; what another client's bar adds is the client's.
+    """
+    rows = [row for row in rows if row.valid and row.info.get("kind", "io") == "io"]
+    models = list(dict.fromkeys(row.strategy for row in rows))
+    client_names = [name for name in CLIENTS if any(row.client == name for row in rows)]
+    client_colour = {name: _PALETTE[(i + 3) % len(_PALETTE)] for i, name in enumerate(client_names)}
+    panels = (
+        ("CPU per request (ms)", lambda row: row.info["cpu_per_request_ms"]),
+        (
+            "memory per waiting request (KiB)",
+            lambda row: (row.info["peak_rss_per_inflight_bytes"] or 0) / 1024,
+        ),
+        ("median wall time per round (s)", lambda row: row.median_seconds),
+    )
+    fig, axes = plt.subplots(len(panels), 1, figsize=(WIDTH_IN, 9.5), sharex=True)
+    width = 0.8 / max(1, len(client_names))
+    for ax, (title, value) in zip(axes, panels, strict=True):
+        for offset, name in enumerate(client_names):
+            xs, heights = [], []
+            for x, model in enumerate(models):
+                row = next((r for r in rows if r.strategy == model and r.client == name), None)
+                if row is not None:
+                    xs.append(x - 0.4 + width * (offset + 0.5))
+                    heights.append(value(row))
+            ax.bar(xs, heights, width, color=client_colour[name], label=name)
+        ax.set_ylabel(title, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1].set_xticks(range(len(models)), models, rotation=20, ha="right", fontsize=9)
+    axes[-1].set_xlabel("concurrency model")
+    fig.suptitle(
+        f"Model or client? Each model with each client: {group}\nthe raw client's bar is the model's own cost"
+    )
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.94))
     return _save(fig, path)

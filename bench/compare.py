@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from bench.results import ResultsError, Run, load_run
-from bench.summary import REFERENCE, Row, format_bytes
+from bench.summary import Row, format_bytes, reference_for
 
 DEFAULT_MAX_REGRESSION = 0.20
 # Memory figures move by a few hundred KiB between identical runs (allocator arenas, page
@@ -44,7 +44,8 @@ LABELS = {
 
 
 def figures_of(row: Row, rows: list[Row]) -> dict[str, float | None]:
-    reference = next((r for r in rows if r.strategy == REFERENCE and r.valid), None)
+    reference = reference_for(row, rows)
+    reference = reference if reference and reference.valid else None
     return {
         "speedup": reference.median_seconds / row.median_seconds if reference else None,
         "efficiency": row.info.get("efficiency"),
@@ -76,22 +77,22 @@ def compare_runs(baseline: Run, current: Run, limits: dict[str, float], gate_sec
     result = Comparison()
     for group in common:
         base_rows, current_rows = base_groups[group], current_groups[group]
-        by_name = {row.strategy: row for row in current_rows}
+        by_name = {row.label: row for row in current_rows}
         table = []
         for base in base_rows:
-            now = by_name.get(base.strategy)
+            now = by_name.get(base.label)
             if now is None:
                 result.failures.append(
-                    f"{group} / {base.strategy}: in the baseline, missing from the current run"
+                    f"{group} / {base.label}: in the baseline, missing from the current run"
                 )
-                table.append((base.strategy, "missing", "", "", "", "FAIL"))
+                table.append((base.label, "missing", "", "", "", "FAIL"))
                 continue
             table.append(
                 _compare_row(group, base, base_rows, now, current_rows, limits, gate_seconds, result)
             )
         for now in current_rows:
-            if now.strategy not in {b.strategy for b in base_rows}:
-                table.append((now.strategy, "new: not in the baseline", "", "", "", ""))
+            if now.label not in {b.label for b in base_rows}:
+                table.append((now.label, "new: not in the baseline", "", "", "", ""))
         result.tables[group] = table
     return result
 
@@ -99,13 +100,13 @@ def compare_runs(baseline: Run, current: Run, limits: dict[str, float], gate_sec
 def _compare_row(group, base, base_rows, now, current_rows, limits, gate_seconds, result) -> tuple[str, ...]:
     if not now.valid:
         result.failures.append(
-            f"{group} / {now.strategy}: INVALID in the current run: {now.info.get('invalid_reason')}"
+            f"{group} / {now.label}: INVALID in the current run: {now.info.get('invalid_reason')}"
         )
-        return (now.strategy, "INVALID", "", "", "", "FAIL")
+        return (now.label, "INVALID", "", "", "", "FAIL")
     if not base.valid:
-        return (now.strategy, "baseline INVALID: not compared", "", "", "", "")
+        return (now.label, "baseline INVALID: not compared", "", "", "", "")
     before, after = figures_of(base, base_rows), figures_of(now, current_rows)
-    cells, verdict = [now.strategy], "ok"
+    cells, verdict = [now.label], "ok"
     for figure in FIGURES:
         delta = change(before[figure.name], after[figure.name])
         worse = delta is not None and (-delta if figure.higher_is_better else delta) > limits[figure.name]
@@ -119,7 +120,7 @@ def _compare_row(group, base, base_rows, now, current_rows, limits, gate_seconds
         if worse and gated:
             verdict = "FAIL"
             result.failures.append(
-                f"{group} / {now.strategy}: {LABELS[figure.name]} {_fmt(figure, before[figure.name])} -> "
+                f"{group} / {now.label}: {LABELS[figure.name]} {_fmt(figure, before[figure.name])} -> "
                 f"{_fmt(figure, after[figure.name])} ({delta:+.0%}, limit {limits[figure.name]:.0%})"
             )
         cells.append(_cell(figure, before[figure.name], after[figure.name], delta, worse and gated))
@@ -146,7 +147,7 @@ def _cell(figure: Figure, before, after, delta, regressed: bool) -> str:
     return text + (" REGRESSED" if regressed else "")
 
 
-HEADER = ("strategy", *(LABELS[f.name] for f in FIGURES), "gate")
+HEADER = ("strategy[client]", *(LABELS[f.name] for f in FIGURES), "gate")
 
 
 def render_text(comparison: Comparison) -> list[str]:

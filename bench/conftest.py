@@ -6,12 +6,12 @@ import pytest
 from pytest_benchmark.utils import get_tag
 
 from bench import atomic_results, report, summary
-from bench.clients import calibrate_spin
 from bench.context import run_context
+from bench.cpu_task import calibrate_spin
 from bench.options import BenchOptions
 from bench.results import ResultsError, parse_run
 from bench.scenarios import CPU_TASK_MS, SCENARIOS
-from bench.strategies import STRATEGIES
+from bench.summary import row_label
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 PYTEST_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
@@ -40,16 +40,16 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_generate_tests(metafunc):
-    """One test per (workload shape, strategy), in scenario order, then registry order."""
+    """One test per (workload shape, strategy, client), in scenario order, then registry order."""
     if "shape" in metafunc.fixturenames:
         options = BenchOptions.from_config(metafunc.config)
         cases = [
-            pytest.param(shape, STRATEGIES[name], id=f"{shape.test_id}-{name}")
+            pytest.param(shape, strategy, client, id=f"{shape.test_id}-{row_label(strategy.name, client)}")
             for scenario in options.scenarios
             for shape in SCENARIOS[scenario].shapes(options)
-            for name in options.strategies
+            for strategy, client in shape.pairs(options)
         ]
-        metafunc.parametrize(("shape", "strategy"), cases)
+        metafunc.parametrize(("shape", "strategy", "client"), cases)
 
 
 @pytest.fixture(scope="session")

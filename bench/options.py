@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from bench.clients import CLIENTS, DEFAULT_CLIENT
 from bench.scenarios import SCENARIOS
 from bench.strategies import STRATEGIES
 from bench.workload import REQUEST_TIMEOUT_S
@@ -38,6 +39,8 @@ class BenchOptions:
     fail_rate: float = 0.0
     drop_rate: float = 0.0
     timeout_s: float = REQUEST_TIMEOUT_S
+    # None: each strategy's default client (requests where code blocks, aiohttp for asyncio).
+    clients: tuple[str, ...] | None = None
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -52,7 +55,27 @@ class BenchOptions:
             fail_rate=config.getoption("bench_fail_rate"),
             drop_rate=config.getoption("bench_drop_rate"),
             timeout_s=config.getoption("bench_timeout_s"),
+            clients=config.getoption("bench_client"),
         )
+
+    def check(self) -> None:
+        """Refuse a choice of clients that leaves an asked-for strategy with none to run it."""
+        if self.clients is None:
+            return
+        stranded = [
+            name
+            for name in self.strategies
+            if not any(CLIENTS[c].serves(STRATEGIES[name]) for c in self.clients)
+        ]
+        if stranded:
+            needs = "; ".join(
+                f"{name} needs one of {', '.join(c.name for c in CLIENTS.values() if c.serves(STRATEGIES[name]))}"
+                for name in stranded
+            )
+            raise ValueError(
+                f"--bench-client {','.join(self.clients)} leaves {', '.join(stranded)} with no client "
+                f"({needs}): add a client or narrow --bench-strategies"
+            )
 
 
 def _int_at_least(minimum: int, maximum: int | None = None):
@@ -88,6 +111,7 @@ def _names_from(registry: dict, kind: str):
 
 
 strategy_names = _names_from(STRATEGIES, "strategy")
+client_names = _names_from(CLIENTS, "client")
 scenario_names = _names_from(SCENARIOS, "scenario")
 
 
@@ -133,7 +157,7 @@ def add_options(parser) -> None:
         type=_int_at_least(1),
         default=DEFAULT_CONCURRENCY,
         metavar="C",
-        help="size of the bounded strategies (threadpool, gevent-pool, asyncio-aiohttp-bounded) in the "
+        help="size of the bounded strategies (threadpool, gevent-pool, asyncio-bounded) in the "
         f"quick, sweep and cpu scenarios; high-concurrency uses 200 (default {DEFAULT_CONCURRENCY})",
     )
     group.addoption(
@@ -142,6 +166,16 @@ def add_options(parser) -> None:
         default=tuple(STRATEGIES),
         metavar="a,b,...",
         help=f"comma-separated strategies to run (default all: {','.join(STRATEGIES)})",
+    )
+    group.addoption(
+        "--bench-client",
+        type=client_names,
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="HTTP clients to send the requests with: every (strategy, client) pair that can run "
+        f"becomes a row (known: {', '.join(CLIENTS)}; default: "
+        + ", ".join(f"{name} for {api} strategies" for api, name in DEFAULT_CLIENT.items())
+        + ")",
     )
     group.addoption(
         "--bench-rounds",

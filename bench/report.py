@@ -18,7 +18,14 @@ from pathlib import Path
 
 from bench import charts
 from bench.results import ResultsError, Run, load_run, newest_saved_run
-from bench.summary import MEMORY_COLUMNS, Row, memory_cells, verdict_lines
+from bench.summary import (
+    DECOMPOSITION_COLUMNS,
+    MEMORY_COLUMNS,
+    Row,
+    decomposition,
+    memory_cells,
+    verdict_lines,
+)
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 DEFAULT_OUT = RESULTS_DIR / "report"
@@ -28,11 +35,11 @@ DEFAULT_OUT = RESULTS_DIR / "report"
 
 
 def merge(runs: list[Run]) -> dict[str, list[Row]]:
-    """Rows by workload; a later file's row replaces an earlier one of the same workload and strategy."""
+    """Rows by workload; a later file's row replaces an earlier one of the same workload and strategy[client]."""
     groups: dict[str, dict[str, Row]] = {}
     for run in runs:
         for row in run.rows:
-            groups.setdefault(row.group, {})[row.strategy] = row
+            groups.setdefault(row.group, {})[row.label] = row
     return {group: list(rows.values()) for group, rows in groups.items()}
 
 
@@ -58,6 +65,14 @@ def draw_charts(groups: dict[str, list[Row]], out: Path) -> list[tuple[str, str]
         charts.timeline(io_groups[0][1], io_groups[0][0], out / "timeline.png")
         drawn.append(("Timeline of one round", "timeline.png"))
 
+    several_clients = [
+        (g, rows) for g, rows in io_groups if len({row.client for row in rows if row.valid}) > 1
+    ]
+    if several_clients:
+        group, rows = max(several_clients, key=lambda item: len(item[1]))
+        charts.clients(rows, group, out / "clients.png")
+        drawn.append(("Model or client: each model with each client", "clients.png"))
+
     cpu = next(((g, rows) for g, rows in groups.items() if rows[0].info.get("kind") == "cpu"), None)
     if cpu and io_groups:
         charts.cpu_control(io_groups[0][1], io_groups[0][0], cpu[1], cpu[0], out / "cpu_control.png")
@@ -66,10 +81,11 @@ def draw_charts(groups: dict[str, list[Row]], out: Path) -> list[tuple[str, str]
 
 
 def time_table(rows: list[Row]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    header = ("strategy", "median s", "min s", "max s", "rounds", "ideal s", "efficiency", "valid")
+    header = ("strategy", "client", "median s", "min s", "max s", "rounds", "ideal s", "efficiency", "valid")
     body = [
         (
             row.strategy,
+            row.client or "-",
             f"{row.median_seconds:.3f}",
             f"{min(row.round_seconds):.3f}",
             f"{max(row.round_seconds):.3f}",
@@ -113,6 +129,12 @@ def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[
         blocks.append(("table", MEMORY_COLUMNS, [memory_cells(row.info) for row in rows]))
         blocks.append(("p", "Verdicts (median wall time, bootstrap 95% CI over rounds):"))
         blocks.append(("list", verdict_lines(rows)))
+        split = decomposition(rows)
+        if len({cells[1] for cells in split}) > 1:
+            blocks.append(
+                ("p", "The model's cost and the client's (model = the same strategy with the raw client):")
+            )
+            blocks.append(("table", DECOMPOSITION_COLUMNS, split))
     return blocks
 
 

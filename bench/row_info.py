@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 
+from bench.clients import Client
 from bench.strategies import Strategy
 from bench.workload import Workload
 
@@ -52,6 +53,7 @@ def _ratio(value: float | None, divisor: float | None) -> float | None:
 
 def row_info(
     strategy: Strategy,
+    client: Client | None,
     workload: Workload,
     monkey_patched: bool,
     warmup: list[dict],
@@ -72,7 +74,7 @@ def row_info(
     info = {
         "scenario": scenario,
         "strategy": strategy.name,
-        "client": strategy.client,
+        "client": client.name if client else None,
         "kind": workload.kind,
         "requests": n,
         "delay_ms": workload.delay_ms,

@@ -11,7 +11,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.strategies import Strategy
+from bench.clients import CLIENTS, Client, clients_for
+from bench.strategies import STRATEGIES, Strategy
 
 # What one request costs the client in CPU, for estimating a row's time before running it
 # (measured: ~1.5 ms with requests, ~0.1-0.2 ms with aiohttp; the estimate errs long).
@@ -31,6 +32,8 @@ class Shape:
     concurrency: int
     kind: str = "io"
     rounds: int | None = None  # None: --bench-rounds
+    # Every client that can serve a strategy (the clients scenario), not only the chosen ones.
+    every_client: bool = False
 
     @property
     def group(self) -> str:
@@ -41,6 +44,20 @@ class Shape:
     @property
     def test_id(self) -> str:
         return self.scenario if self.scenario != "sweep" else f"sweep-N{self.requests}"
+
+    def pairs(self, options) -> list[tuple[Strategy, Client | None]]:
+        """The rows of this workload: (strategy, client), in registry order; no client for the CPU task."""
+        rows = []
+        for name in options.strategies:
+            strategy = STRATEGIES[name]
+            if self.kind == "cpu":
+                rows.append((strategy, None))
+                continue
+            names = options.clients
+            if self.every_client:
+                names = names if names is not None else tuple(CLIENTS)
+            rows += [(strategy, client) for client in clients_for(strategy, names)]
+        return rows
 
     def estimated_round_seconds(self, strategy: Strategy) -> float:
         in_flight = strategy.fanout.max_in_flight(self.requests, self.concurrency)
@@ -76,6 +93,12 @@ SCENARIOS: dict[str, Scenario] = {
             lambda o: [
                 Shape("sweep", n, 200, o.concurrency, rounds=min(o.rounds, 3)) for n in (10, 100, 1000, 5000)
             ],
+        ),
+        Scenario(
+            "clients",
+            "2,000 GETs of 1,000 ms, pools of 500, every model with every client that can serve it "
+            "(narrowed by --bench-client): the model's cost apart from the client's",
+            lambda o: [Shape("clients", 2000, 1000, 500, rounds=min(o.rounds, 3), every_client=True)],
         ),
         Scenario(
             "cpu",

@@ -13,13 +13,22 @@ from itertools import groupby
 from bench.verdicts import speedup
 
 REFERENCE = "sequential"
-# Strategies compared head to head, beside their comparison with sequential.
+# Models compared head to head, beside their comparison with sequential: at the same client
+# wherever both ran with one, otherwise (each with its own default client) across clients.
 PEERS = [
     ("threads", "gevent-joinall"),
     ("threadpool", "gevent-pool"),
-    ("gevent-joinall", "asyncio-aiohttp"),
-    ("gevent-pool", "asyncio-aiohttp-bounded"),
+    ("gevent-joinall", "asyncio-gather"),
+    ("gevent-pool", "asyncio-bounded"),
 ]
+# The floor of client cost (bench/clients/raw.py): a model's own cost is its cost with this client.
+FLOOR_CLIENT = "raw"
+
+
+def row_label(strategy: str, client) -> str:
+    """``strategy[client]``; the CPU-bound control has no client and is named by its strategy."""
+    name = getattr(client, "name", client)
+    return f"{strategy}[{name}]" if name else strategy
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,14 @@ class Row:
     @property
     def strategy(self) -> str:
         return self.info["strategy"]
+
+    @property
+    def client(self) -> str | None:
+        return self.info.get("client")
+
+    @property
+    def label(self) -> str:
+        return row_label(self.strategy, self.client)
 
     @property
     def median_seconds(self) -> float:
@@ -74,13 +91,12 @@ def notes(info: dict) -> str:
         )
     if info["monkey_patched"]:
         marks.append("patched")
-    if info.get("client", "requests") != "requests":
-        marks.append(f"client: {info['client']}")
     return ", ".join(marks)
 
 
 MEMORY_COLUMNS = (
     "strategy",
+    "client",
     "peak RSS",
     "per request",
     "per in-flight",
@@ -97,6 +113,7 @@ MEMORY_COLUMNS = (
 def memory_cells(info: dict) -> tuple[str, ...]:
     return (
         info["strategy"],
+        info.get("client") or "-",
         format_bytes(info["peak_rss_above_idle_bytes"]),
         format_bytes(info["peak_rss_per_request_bytes"]),
         format_bytes(info["peak_rss_per_inflight_bytes"]),
@@ -125,18 +142,22 @@ def align(lines: list[tuple[str, ...]]) -> list[str]:
 def memory_table(rows: list[Row]) -> list[str]:
     lines = align([MEMORY_COLUMNS] + [memory_cells(row.info) for row in rows])
     # The reason belongs with the table too, not only with the verdicts.
-    lines += [f"  INVALID {row.strategy}: {row.info['invalid_reason']}" for row in rows if not row.valid]
+    lines += [f"  INVALID {row.label}: {row.info['invalid_reason']}" for row in rows if not row.valid]
     return lines
 
 
+def reference_for(row: Row, rows: list[Row]) -> Row | None:
+    """The sequential row a row is compared with: the one with the same client, if it ran."""
+    sequential = [r for r in rows if r.strategy == REFERENCE]
+    return next((r for r in sequential if r.client == row.client), sequential[0] if sequential else None)
+
+
 def verdict_lines(rows: list[Row]) -> list[str]:
-    by_name = {row.strategy: row for row in rows}
-    reference = by_name.get(REFERENCE)
-    width = max(len(row.strategy) for row in rows) + 1
+    width = max(len(row.label) for row in rows) + 1
     lines = []
     for row in rows:
         info = row.info
-        label = f"{row.strategy + ':':<{width}}"
+        label = f"{row.label + ':':<{width}}"
         if not row.valid:
             lines.append(f"{label} INVALID, not compared: {info['invalid_reason']}")
             continue
@@ -149,28 +170,100 @@ def verdict_lines(rows: list[Row]) -> list[str]:
             facts += (
                 f"; cpu-bound: {info['client_max_in_flight']} of {info['max_in_flight_allowed']} in flight"
             )
-        if row is reference:
+        reference = reference_for(row, rows)
+        if row.strategy == REFERENCE and row.client == (reference.client if reference else None):
             lines.append(f"{label} the reference ({facts})")
         elif reference is None:
             lines.append(f"{label} no speedup: sequential was not run ({facts})")
         elif not reference.valid:
-            lines.append(f"{label} no speedup: the sequential row is INVALID ({facts})")
+            lines.append(f"{label} no speedup: {reference.label} is INVALID ({facts})")
         else:
-            lines.append(
-                f"{label} {speedup(reference.round_seconds, row.round_seconds).describe(REFERENCE)}, {facts}"
-            )
-    for slower, faster in PEERS:
-        a, b = by_name.get(slower), by_name.get(faster)
-        if a and b and a.valid and b.valid:
-            lines.append(
-                f"{faster} vs {slower}: {speedup(a.round_seconds, b.round_seconds).describe(slower)}"
-            )
-    if any(row.info.get("client") == "aiohttp" for row in rows):
+            verdict = speedup(reference.round_seconds, row.round_seconds).describe(reference.label)
+            lines.append(f"{label} {verdict}, {facts}")
+    pairs = head_to_heads(rows)
+    lines += [
+        f"{b.label} vs {a.label}: {speedup(a.round_seconds, b.round_seconds).describe(a.label)}"
+        for a, b in pairs
+    ]
+    if any(a.client != b.client and a.strategy != b.strategy for a, b in pairs):
         lines.append(
-            "note: the asyncio rows use aiohttp's HTTP client, the others requests; "
-            "their CPU per request differs, so part of any gap is the client, not the concurrency model."
+            "note: a comparison across clients (different names in brackets) mixes the model with the "
+            "client's own CPU cost; run with --bench-client raw (or the clients scenario) to hold the client the same."
         )
     return lines
+
+
+def head_to_heads(rows: list[Row]) -> list[tuple[Row, Row]]:
+    """(a, b) pairs to compare: peer models at each client both ran with, then clients within a model.
+
+    Two peer models that share no client (the default: requests for gevent, aiohttp for
+    asyncio) are compared across clients, and the line says so.
+    """
+    valid = [row for row in rows if row.valid]
+    pairs = []
+    for slower, faster in PEERS:
+        a_rows = [r for r in valid if r.strategy == slower]
+        b_rows = [r for r in valid if r.strategy == faster]
+        same_client = [(a, b) for a in a_rows for b in b_rows if a.client == b.client]
+        if same_client:
+            pairs += same_client
+        elif len(a_rows) == 1 and len(b_rows) == 1:
+            pairs.append((a_rows[0], b_rows[0]))
+    for strategy in dict.fromkeys(row.strategy for row in valid):
+        model_rows = [r for r in valid if r.strategy == strategy]
+        floor = next((r for r in model_rows if r.client == FLOOR_CLIENT), model_rows[0])
+        pairs += [(floor, r) for r in model_rows if r is not floor]
+    return pairs
+
+
+DECOMPOSITION_COLUMNS = (
+    "strategy",
+    "client",
+    "median s",
+    "CPU/request",
+    "model CPU",
+    "client CPU",
+    "per waiting request",
+    "model memory",
+    "client memory",
+)
+
+
+def decomposition(rows: list[Row]) -> list[tuple[str, ...]]:
+    """Each row's CPU per request and memory per waiting request, split into the model's and the client's.
+
+    The model's cost is what the same strategy costs with the raw client (the floor); the
+    client's is the rest. Rows whose model has no valid raw row are left out.
+    """
+    floors = {r.strategy: r for r in rows if r.client == FLOOR_CLIENT and r.valid and r.info["kind"] == "io"}
+    table = []
+    for row in rows:
+        floor = floors.get(row.strategy)
+        if floor is None or not row.valid:
+            continue
+        cpu, cpu_floor = row.info["cpu_per_request_ms"], floor.info["cpu_per_request_ms"]
+        memory, memory_floor = (
+            row.info["peak_rss_per_inflight_bytes"],
+            floor.info["peak_rss_per_inflight_bytes"],
+        )
+        table.append(
+            (
+                row.strategy,
+                row.client,
+                f"{row.median_seconds:.3f}",
+                f"{cpu:.3f} ms",
+                f"{cpu_floor:.3f} ms",
+                f"{cpu - cpu_floor:+.3f} ms",
+                format_bytes(memory),
+                format_bytes(memory_floor),
+                "-" if memory is None or memory_floor is None else _signed_bytes(memory - memory_floor),
+            )
+        )
+    return table
+
+
+def _signed_bytes(count: float) -> str:
+    return ("+" if count >= 0 else "-") + format_bytes(abs(count))
 
 
 def efficiency_text(info: dict) -> str:
@@ -190,4 +283,11 @@ def render(rows: list[Row]) -> list[str]:
         out += memory_table(members)
         out += ["", f"verdicts (median wall time, bootstrap 95% CI over rounds): {group}"]
         out += verdict_lines(members)
+        split = decomposition(members)
+        if len({row[1] for row in split}) > 1:
+            out += [
+                "",
+                f"the model's cost and the client's (model = the same strategy with the raw client): {group}",
+            ]
+            out += align([DECOMPOSITION_COLUMNS, *split])
     return out

@@ -8,6 +8,7 @@ import pytest
 
 from bench.rounds import RoundRecorder
 from bench.row_info import row_info
+from bench.summary import row_label
 from bench.worker_process import WorkerProcess
 from bench.workload import Workload, fault_query
 
@@ -30,21 +31,24 @@ def workload(shape, delay_server, bench_options, request) -> Workload:
     )
 
 
-def test_side_by_side(benchmark, shape, strategy, workload, bench_options, delay_server):
+def test_side_by_side(benchmark, shape, strategy, client, workload, bench_options, delay_server):
     """Run R timed rounds of the workload; record memory, CPU, threads, latency and validity."""
     rounds = shape.rounds or bench_options.rounds
     estimate = (rounds + WARMUP_ROUNDS) * shape.estimated_round_seconds(strategy)
+    label = row_label(strategy.name, client)
     if estimate > bench_options.max_seconds:
         pytest.skip(
-            f"{strategy.name} on {shape.group}: estimated {estimate:.0f} s > --bench-max-seconds "
+            f"{label} on {shape.group}: estimated {estimate:.0f} s > --bench-max-seconds "
             f"{bench_options.max_seconds:.0f}"
         )
     benchmark.group = shape.group
-    with WorkerProcess(strategy, workload) as worker:
+    with WorkerProcess(strategy, client, workload) as worker:
         recorder = RoundRecorder(worker, delay_server if shape.kind == "io" else None)
         warmup, measured = recorder.run(benchmark, rounds=rounds, warmup_rounds=WARMUP_ROUNDS)
         timeline = None if recorder.failure else worker.details(timeline=True)["timeline"]
-    info = row_info(strategy, workload, worker.monkey_patched, warmup, measured, scenario=shape.scenario)
+    info = row_info(
+        strategy, client, workload, worker.monkey_patched, warmup, measured, scenario=shape.scenario
+    )
     benchmark.extra_info.update(info, timeline=timeline)
     if not info["valid"]:
-        pytest.fail(f"{strategy.name}: INVALID: {info['invalid_reason']}")
+        pytest.fail(f"{label}: INVALID: {info['invalid_reason']}")

@@ -1,7 +1,7 @@
 """The worker process: runs one strategy, round after round, as its parent asks.
 
-``python -m bench.worker STRATEGY WORKLOAD_JSON`` (``bench.gevent_worker`` for gevent
-strategies). It speaks JSON lines: one ``ready`` line after start-up, then one answer per
+``python -m bench.worker STRATEGY CLIENT WORKLOAD_JSON`` (``bench.gevent_worker`` for gevent
+strategies; CLIENT is ``-`` for the CPU-bound control, which sends no requests). It speaks JSON lines: one ``ready`` line after start-up, then one answer per
 command read on stdin:
 
 - ``round``: run the strategy once and answer with the measured figures, nothing else, so
@@ -25,7 +25,9 @@ import threading
 import time
 from collections import Counter
 
-from bench import clients, memory
+from bench import memory
+from bench.clients import ASYNCIO, CLIENTS, NO_CLIENT, Client
+from bench.cpu_task import cpu_task
 from bench.strategies import STRATEGIES, Strategy
 from bench.timeline import round_details
 from bench.workload import Workload, describe_error
@@ -48,20 +50,21 @@ def cpu_seconds() -> float:
 
 
 class Runner:
-    """One strategy bound to its task, its URLs and (for asyncio) its event loop."""
+    """One strategy bound to its client's fetch, its URLs and (for asyncio) its event loop."""
 
-    def __init__(self, strategy: Strategy, workload: Workload) -> None:
+    def __init__(self, strategy: Strategy, client: Client | None, workload: Workload) -> None:
         self.urls = workload.urls()
         self.concurrency = workload.concurrency
         self.module = strategy.load()
-        self.loop = asyncio.new_event_loop() if strategy.asyncio else None
+        asynchronous = strategy.api == ASYNCIO
+        self.loop = asyncio.new_event_loop() if asynchronous else None
         pool_size = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
-        if workload.kind == "cpu":
-            self.fetch = clients.cpu_task(workload, asynchronous=strategy.asyncio)
-        elif strategy.asyncio:
-            self.fetch = self.loop.run_until_complete(clients.aiohttp_fetch(workload))
+        if client is None:
+            self.fetch = cpu_task(workload, asynchronous=asynchronous)
+        elif asynchronous:
+            self.fetch = self.loop.run_until_complete(client.fetch_factory(ASYNCIO)(workload, pool_size))
         else:
-            self.fetch = clients.requests_fetch(workload, pool_size)
+            self.fetch = client.fetch_factory(strategy.api)(workload, pool_size)
         self.last_outcomes: list = []
         self.last_started = 0.0
         self.last_error: str | None = None
@@ -141,8 +144,9 @@ class Runner:
 
 
 def main(argv: list[str] | None = None) -> int:
-    strategy_name, workload_json = (argv or sys.argv[1:])[:2]
+    strategy_name, client_name, workload_json = (argv or sys.argv[1:])[:3]
     strategy = STRATEGIES[strategy_name]
+    client = CLIENTS[client_name] if client_name != NO_CLIENT else None
     workload = Workload.from_dict(json.loads(workload_json))
     die_with_parent()
 
@@ -168,11 +172,23 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         return 1
+    if client is not None and not client.serves(strategy):
+        send(
+            {
+                "fatal": f"client {client.name} cannot serve {strategy_name} (it serves {', '.join(client.apis)}"
+                + (", in a patched worker only" if client.gevent_only else "")
+                + ")"
+            }
+        )
+        return 1
+    if workload.kind == "io" and client is None:
+        send({"fatal": "an IO workload needs a client"})
+        return 1
     memory.check_supported()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one descriptor per open connection
 
-    runner = Runner(strategy, workload)
+    runner = Runner(strategy, client, workload)
     send({"ready": True, "pid": os.getpid(), "monkey_patched": patched})
     for line in sys.stdin:
         command = line.strip()

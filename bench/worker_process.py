@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.clients import NO_CLIENT, Client
 from bench.strategies import Strategy
 from bench.workload import Workload
 from servers.lifetime import PARENT_PID_VARIABLE
@@ -48,10 +49,14 @@ class WorkerError(RuntimeError):
 
 
 class WorkerProcess:
-    """``with WorkerProcess(strategy, workload) as worker: worker.measure_round()``."""
+    """``with WorkerProcess(strategy, client, workload) as worker: worker.measure_round()``.
 
-    def __init__(self, strategy: Strategy, workload: Workload) -> None:
+    ``client`` is None for the CPU-bound control, which sends no requests.
+    """
+
+    def __init__(self, strategy: Strategy, client: Client | None, workload: Workload) -> None:
         self.strategy = strategy
+        self.client = client
         self.workload = workload
         self.monkey_patched: bool | None = None
         self._process: subprocess.Popen | None = None
@@ -65,6 +70,7 @@ class WorkerProcess:
                 "-m",
                 self.strategy.worker_module,
                 self.strategy.name,
+                self.client.name if self.client else NO_CLIENT,
                 json.dumps(self.workload.as_dict()),
             ],
             cwd=PROJECT_ROOT,

@@ -1,8 +1,10 @@
 """The registry: every strategy by name. Adding one is a module here plus one entry below.
 
 Each module exposes ``run(fetch, urls, concurrency) -> list[Outcome]`` and nothing else
-(``async def run`` for the asyncio ones). Modules are named, not imported, so the pytest
-process never imports them; their worker processes do.
+(``async def run`` for the asyncio ones). A strategy names the model only; the HTTP client
+is the other axis (``bench/clients/``), and any client that serves the strategy's API can be
+paired with it. Modules are named, not imported, so the pytest process never imports them;
+their worker processes do.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from enum import Enum
+
+from bench.clients import ASYNCIO, BLOCKING
 
 
 class Fanout(Enum):
@@ -30,18 +34,13 @@ class Strategy:
     fanout: Fanout
     # gevent strategies run in a worker that calls monkey.patch_all() before anything else.
     gevent: bool = False
-    # "requests" for code that blocks (threads, greenlets); "aiohttp" for asyncio, whose
-    # client has its own CPU cost per request: the tables name the client for that reason.
-    client: str = "requests"
+    # Which fetch it calls: a blocking one (threads, greenlets) or an awaitable one.
+    api: str = BLOCKING
 
     @property
     def worker_module(self) -> str:
         """The module its worker process runs: the patched one for gevent strategies."""
         return "bench.gevent_worker" if self.gevent else "bench.worker"
-
-    @property
-    def asyncio(self) -> bool:
-        return self.client == "aiohttp"
 
     def load(self):
         return importlib.import_module(self.module)
@@ -55,9 +54,7 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("threadpool", "bench.strategies.threadpool", Fanout.POOL),
         Strategy("gevent-joinall", "bench.strategies.gevent_joinall", Fanout.PER_REQUEST, gevent=True),
         Strategy("gevent-pool", "bench.strategies.gevent_pool", Fanout.POOL, gevent=True),
-        Strategy("asyncio-aiohttp", "bench.strategies.asyncio_gather", Fanout.PER_REQUEST, client="aiohttp"),
-        Strategy(
-            "asyncio-aiohttp-bounded", "bench.strategies.asyncio_semaphore", Fanout.POOL, client="aiohttp"
-        ),
+        Strategy("asyncio-gather", "bench.strategies.asyncio_gather", Fanout.PER_REQUEST, api=ASYNCIO),
+        Strategy("asyncio-bounded", "bench.strategies.asyncio_semaphore", Fanout.POOL, api=ASYNCIO),
     )
 }

@@ -1,0 +1,67 @@
+"""The client registry: every HTTP client by name. Adding one is a module here plus one entry below.
+
+The client is the second axis of the suite (design rule 3): a row is a concurrency model
+(``bench/strategies/``) sending its requests through one of these. Each module offers the
+fetch of every API it serves, under one contract:
+
+- ``blocking_fetch(workload, pool_size) -> fetch`` for code that blocks (threads, greenlets);
+- ``async def asyncio_fetch(workload, pool_size) -> fetch``, built inside the loop that will
+  await it (``fetch.aclose`` closes its session, if it has one);
+
+where ``fetch(url) -> Outcome`` (awaitable for asyncio). Every fetch uses the workload's
+timeout, never retries, keeps a connection for each of ``pool_size`` requests in flight, and
+is given ``127.0.0.1`` URLs. Modules are named, not imported: the pytest process never loads
+a client, its worker processes do.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+BLOCKING = "blocking"
+ASYNCIO = "asyncio"
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str
+    module: str
+    apis: tuple[str, ...]
+    # Built on gevent's own sockets: it only makes sense (and only runs concurrently) in a
+    # patched worker, so it is offered to the gevent strategies alone.
+    gevent_only: bool = False
+
+    def serves(self, strategy) -> bool:
+        return strategy.api in self.apis and (strategy.gevent or not self.gevent_only)
+
+    def fetch_factory(self, api: str):
+        """The module's ``blocking_fetch`` or ``asyncio_fetch``."""
+        return getattr(importlib.import_module(self.module), f"{api}_fetch")
+
+
+CLIENTS: dict[str, Client] = {
+    client.name: client
+    for client in (
+        Client("requests", "bench.clients.requests_client", (BLOCKING,)),
+        Client("httpx", "bench.clients.httpx_client", (BLOCKING, ASYNCIO)),
+        Client("aiohttp", "bench.clients.aiohttp_client", (ASYNCIO,)),
+        Client("urllib3", "bench.clients.urllib3_client", (BLOCKING,)),
+        Client("geventhttpclient", "bench.clients.geventhttpclient_client", (BLOCKING,), gevent_only=True),
+        Client("raw", "bench.clients.raw", (BLOCKING, ASYNCIO)),
+    )
+}
+
+# Without --bench-client, the seed's story: requests where code blocks, aiohttp for asyncio.
+DEFAULT_CLIENT = {BLOCKING: "requests", ASYNCIO: "aiohttp"}
+# How a worker's command line says "no client": the CPU-bound control sends no requests.
+NO_CLIENT = "-"
+# The floor of client cost: what a model costs above it is the model's own cost.
+FLOOR = "raw"
+
+
+def clients_for(strategy, names: tuple[str, ...] | None = None) -> list[Client]:
+    """The clients a strategy runs with: those of ``names`` that can serve it, or its default."""
+    if names is None:
+        return [CLIENTS[DEFAULT_CLIENT[strategy.api]]]
+    return [CLIENTS[name] for name in names if CLIENTS[name].serves(strategy)]

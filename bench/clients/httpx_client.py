@@ -1,0 +1,48 @@
+"""httpx: one library with a blocking and an asyncio client on the same parser and pool.
+
+It is the fair same-client comparison across threads, greenlets and tasks. httpx 0.28.1
+(Dec 2024) is the release users have installed; its fork httpx2 has the same API but far
+fewer users yet, and the question here is what the common choice costs.
+"""
+
+from __future__ import annotations
+
+from bench.clients.outcome import asyncio_fetch_from, blocking_fetch_from
+
+
+def _settings(workload, pool_size: int) -> dict:
+    """Pool and timeout, the same for both forms.
+
+    httpx allows 100 connections, keeps 20 alive, and raises PoolTimeout after 5 s in the
+    queue: no connection cap, a keep-alive slot per request in flight, and the workload's
+    timeout on connect, read, write and the (never used) pool wait. Its transports never
+    retry a request (``retries`` counts connect attempts only, and defaults to 0).
+    """
+    import httpx
+
+    return {
+        "limits": httpx.Limits(max_connections=None, max_keepalive_connections=pool_size),
+        "timeout": httpx.Timeout(workload.timeout_s),
+    }
+
+
+def blocking_fetch(workload, pool_size: int):
+    import httpx
+
+    client = httpx.Client(**_settings(workload, pool_size))
+
+    def get(url: str) -> int:
+        return client.get(url).status_code  # .get reads the body
+
+    return blocking_fetch_from(get)
+
+
+async def asyncio_fetch(workload, pool_size: int):
+    import httpx
+
+    client = httpx.AsyncClient(**_settings(workload, pool_size))
+
+    async def get(url: str) -> int:
+        return (await client.get(url)).status_code
+
+    return asyncio_fetch_from(get, aclose=client.aclose)

@@ -1,0 +1,41 @@
+"""Turn a client's ``get(url) -> HTTP status`` into the suite's ``fetch(url) -> Outcome``, once.
+
+Every client module writes only what its library needs to send one GET and read the body;
+timing the request and turning any failure into a counted error live here.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench.workload import Outcome, describe_error
+
+
+def status_error(status: int) -> str | None:
+    return None if status == 200 else f"HTTP {status}"
+
+
+def blocking_fetch_from(get):
+    def fetch(url: str) -> Outcome:
+        started = time.perf_counter()
+        try:
+            error = status_error(get(url))
+        except Exception as exc:  # every failure becomes a counted error, whatever its type
+            error = describe_error(exc)
+        return Outcome(error is None, started, time.perf_counter(), error)
+
+    return fetch
+
+
+def asyncio_fetch_from(get, aclose=None):
+    async def fetch(url: str) -> Outcome:
+        started = time.perf_counter()
+        try:
+            error = status_error(await get(url))
+        except Exception as exc:
+            error = describe_error(exc)
+        return Outcome(error is None, started, time.perf_counter(), error)
+
+    if aclose is not None:
+        fetch.aclose = aclose
+    return fetch

@@ -1,0 +1,26 @@
+"""requests: the seed's client, and the default for the strategies that block."""
+
+from __future__ import annotations
+
+from bench.clients.outcome import blocking_fetch_from
+
+
+def blocking_fetch(workload, pool_size: int):
+    """One keep-alive session whose pool holds a connection per request in flight.
+
+    requests' default pool keeps 10 connections per host: with more in flight, the extra
+    connections are opened and thrown away after each request, so unbounded strategies would
+    pay a connect per request that the pools do not. ``pool_block=False`` keeps the pool from
+    ever making a request wait for a free connection; ``max_retries=0`` never resends.
+    """
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, pool_block=False, max_retries=0)
+    session.mount("http://", adapter)
+
+    def get(url: str) -> int:
+        return session.get(url, timeout=workload.timeout_s).status_code
+
+    return blocking_fetch_from(get)
