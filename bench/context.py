@@ -7,7 +7,18 @@ import platform
 import shlex
 from importlib import metadata
 
-PACKAGES = ("gevent", "greenlet", "requests", "urllib3", "aiohttp", "pytest", "pytest-benchmark")
+PACKAGES = (
+    "gevent",
+    "greenlet",
+    "requests",
+    "urllib3",
+    "httpx2",
+    "httpcore2",
+    "geventhttpclient",
+    "aiohttp",
+    "pytest",
+    "pytest-benchmark",
+)
 
 
 def package_versions() -> dict[str, str]:

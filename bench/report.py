@@ -47,6 +47,11 @@ def _scenario(rows: list[Row]) -> str:
     return rows[0].info.get("scenario", "")
 
 
+def _models_with_several_clients(rows: list[Row]) -> bool:
+    labels = {(row.strategy, row.client) for row in rows if row.valid}
+    return len(labels) > len({strategy for strategy, _ in labels})
+
+
 def draw_charts(groups: dict[str, list[Row]], out: Path) -> list[tuple[str, str]]:
     """Draw every chart the data allows; return (title, filename) pairs."""
     drawn = []
@@ -65,9 +70,7 @@ def draw_charts(groups: dict[str, list[Row]], out: Path) -> list[tuple[str, str]
         charts.timeline(io_groups[0][1], io_groups[0][0], out / "timeline.png")
         drawn.append(("Timeline of one round", "timeline.png"))
 
-    several_clients = [
-        (g, rows) for g, rows in io_groups if len({row.client for row in rows if row.valid}) > 1
-    ]
+    several_clients = [(g, rows) for g, rows in io_groups if _models_with_several_clients(rows)]
     if several_clients:
         group, rows = max(several_clients, key=lambda item: len(item[1]))
         charts.clients(rows, group, out / "clients.png")

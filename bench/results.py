@@ -29,6 +29,18 @@ REQUIRED_KEYS = (
 )
 
 
+# Strategies renamed when the client became an axis of its own: the name says the model only.
+RENAMED_STRATEGIES = {"asyncio-aiohttp": "asyncio-gather", "asyncio-aiohttp-bounded": "asyncio-bounded"}
+
+
+def migrate(info: dict) -> dict:
+    """A row saved before the client axis, read as it would be saved now."""
+    info = info | {"strategy": RENAMED_STRATEGIES.get(info["strategy"], info["strategy"])}
+    if info.get("kind") == "cpu":
+        info["client"] = None  # the CPU task never had a client; old runs named the strategy's default
+    return info
+
+
 class ResultsError(ValueError):
     """The file cannot be used; the message is one line saying why."""
 
@@ -76,7 +88,7 @@ def parse_run(document, path: Path) -> Run:
         seconds = bench.get("stats", {}).get("data") or info.get("round_seconds")
         if not seconds:
             raise ResultsError(f"{path}: row {bench.get('name')!r} has no round times")
-        rows.append(Row(bench.get("group") or "", list(seconds), info))
+        rows.append(Row(bench.get("group") or "", list(seconds), migrate(info)))
     if not rows:
         raise ResultsError(f"{path}: no rows of this suite (no extra_info with 'strategy')")
     return Run(

@@ -50,7 +50,7 @@ def test_halved_gevent_speedup_fails_naming_the_figure(tmp_path, baseline_docume
     assert compare.main([str(BASELINE), str(current)]) == 1
     out = capsys.readouterr().out
     assert "gate: FAIL" in out
-    assert "gevent-joinall: speedup vs sequential" in out
+    assert "gevent-joinall[requests]: speedup vs sequential" in out
     assert "(-50%, limit 20%)" in out
 
 
@@ -77,13 +77,15 @@ def test_an_invalid_current_row_fails_with_its_reason(tmp_path, baseline_documen
     current = write(tmp_path, "broken.json", broken)
     assert compare.main([str(BASELINE), str(current)]) == 1
     assert (
-        f"{info['strategy']}: INVALID in the current run: 7 of 100 requests failed" in capsys.readouterr().out
+        f"{info['strategy']}[{info['client']}]: INVALID in the current run: 7 of 100 requests failed"
+        in capsys.readouterr().out
     )
 
 
 def test_a_row_missing_from_current_fails(tmp_path, baseline_document, capsys):
     fewer = copy.deepcopy(baseline_document)
-    dropped = fewer["benchmarks"].pop(2)["extra_info"]["strategy"]
+    info = fewer["benchmarks"].pop(2)["extra_info"]
+    dropped = f"{info['strategy']}[{info['client']}]"
     assert compare.main([str(BASELINE), str(write(tmp_path, "fewer.json", fewer))]) == 1
     assert f"{dropped}: in the baseline, missing from the current run" in capsys.readouterr().out
 
@@ -91,7 +93,7 @@ def test_a_row_missing_from_current_fails(tmp_path, baseline_document, capsys):
 def test_markdown_table(capsys):
     assert compare.main([str(BASELINE), str(BASELINE), "--markdown"]) == 0
     out = capsys.readouterr().out
-    assert "| strategy | speedup vs sequential | efficiency |" in out
+    assert "| strategy[client] | speedup vs sequential | efficiency |" in out
     assert "#### quick:" in out
 
 

@@ -30,11 +30,20 @@ from servers.process import PROJECT_ROOT
             "argument --bench-drop-rate: expected a fraction between 0 and 1, got 'some'",
         ),
         ("--bench-timeout-s=-1", "argument --bench-timeout-s: must be > 0, got -1"),
+        ("--bench-client=raw,curl", "argument --bench-client: unknown client 'curl'"),
+        (
+            "--bench-client=aiohttp",
+            "--bench-client aiohttp leaves sequential, threads, threadpool, gevent-joinall, gevent-pool with no client",
+        ),
+        (
+            "--bench-client=geventhttpclient --bench-strategies=threads,gevent-pool",
+            "--bench-client geventhttpclient leaves threads with no client (threads needs one of requests, httpx, urllib3, raw)",
+        ),
     ],
 )
 def test_bad_option_is_a_usage_error_before_anything_starts(argument, message):
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench/", argument, "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "bench/", *argument.split(), "-p", "no:cacheprovider"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -52,7 +61,7 @@ def test_every_option_has_help_text(pytestconfig):
         for action in pytestconfig._parser.optparser._actions  # the parser pytest built
         if any(flag.startswith("--bench-") for flag in action.option_strings)
     ]
-    assert len(options) == 11
+    assert len(options) == 12
     for action in options:
         assert action.help and len(action.help) > 30, action.option_strings
         if action.default not in (None, False):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.atomic_results import write_atomically
+from bench.clients import CLIENTS
 from bench.strategies import STRATEGIES
 from bench.worker_process import WorkerError, WorkerProcess
 from bench.workload import Workload, fault_query
@@ -141,11 +142,12 @@ def test_workers_and_server_die_with_a_killed_parent(tmp_path):
     script = (
         "import sys, time\n"
         "from servers.process import running_delay_server\n"
+        "from bench.clients import CLIENTS\n"
         "from bench.strategies import STRATEGIES\n"
         "from bench.worker_process import WorkerProcess\n"
         "from bench.workload import Workload\n"
         "with running_delay_server() as server:\n"
-        "    with WorkerProcess(STRATEGIES['gevent-joinall'], Workload(server.base_url, 1, 0, 1)):\n"
+        "    with WorkerProcess(STRATEGIES['gevent-joinall'], CLIENTS['requests'], Workload(server.base_url, 1, 0, 1)):\n"
         "        print('ready', flush=True)\n"
         "        time.sleep(60)\n"
     )
@@ -165,7 +167,7 @@ def test_workers_and_server_die_with_a_killed_parent(tmp_path):
 def test_a_round_past_its_deadline_is_killed_with_a_clear_error(delay_server, monkeypatch):
     workload = Workload(delay_server.base_url, 2, 0, 2, timeout_s=30, fault_query=fault_query(stall=True))
     monkeypatch.setattr(WorkerProcess, "round_deadline_s", lambda self: 1.0)
-    with WorkerProcess(STRATEGIES["threads"], workload) as worker:
+    with WorkerProcess(STRATEGIES["threads"], CLIENTS["requests"], workload) as worker:
         with pytest.raises(WorkerError, match="threads worker gave no answer before its deadline; killed it"):
             worker.run_round()
         assert wait_until(lambda: not alive([worker.pid]), timeout_s=10) is True

@@ -2,9 +2,10 @@
 
 import pytest
 
+from bench.clients import clients_for
 from bench.row_info import efficiency, lateness_limit_ms, row_info
 from bench.strategies import STRATEGIES
-from bench.summary import Row, format_bytes, render, verdict_lines
+from bench.summary import Row, decomposition, format_bytes, render, verdict_lines
 from bench.workload import Workload
 
 WORKLOAD = Workload("http://127.0.0.1:1", requests=10, delay_ms=100, concurrency=2)
@@ -31,7 +32,14 @@ def a_round(ok=10, wall=0.5, cpu=0.02, peak=4096, threads=3, in_flight=2, latene
 
 
 def info_for(strategy="threadpool", rounds=None, warmup=None):
-    return row_info(STRATEGIES[strategy], WORKLOAD, False, warmup or [a_round()], rounds or [a_round()])
+    return row_info(
+        STRATEGIES[strategy],
+        clients_for(STRATEGIES[strategy])[0],
+        WORKLOAD,
+        False,
+        warmup or [a_round()],
+        rounds or [a_round()],
+    )
 
 
 def test_row_info_reduces_rounds_as_documented():
@@ -111,9 +119,9 @@ def test_verdicts_compare_with_sequential_and_never_claim_invalid_rows():
             row("threadpool", [2.0], valid=False),
         ]
     )
-    assert lines[0].startswith("sequential: the reference")
-    assert lines[1].startswith("threads:    10.0x faster than sequential (95% CI ")
-    assert lines[2] == "threadpool: INVALID, not compared: 3 of 10 requests failed"
+    assert lines[0].startswith("sequential[requests]: the reference")
+    assert lines[1].startswith("threads[requests]:    10.0x faster than sequential[requests] (95% CI ")
+    assert lines[2] == "threadpool[requests]: INVALID, not compared: 3 of 10 requests failed"
 
 
 def test_peers_within_noise_are_not_ranked():
@@ -123,20 +131,85 @@ def test_peers_within_noise_are_not_ranked():
             row("gevent-joinall", [0.11, 0.10, 0.12, 0.11, 0.13]),
         ]
     )
-    assert any(line.startswith("gevent-joinall vs threads: no significant difference") for line in lines)
+    assert any(
+        line.startswith("gevent-joinall[requests] vs threads[requests]: no significant difference")
+        for line in lines
+    )
 
 
 def test_no_speedup_without_a_valid_reference():
     assert "sequential was not run" in verdict_lines([row("threads", [0.1])])[0]
     lines = verdict_lines([row("sequential", [1.0], valid=False), row("threads", [0.1])])
-    assert "the sequential row is INVALID" in lines[1]
+    assert "sequential[requests] is INVALID" in lines[1]
 
 
 def test_render_prints_both_tables_per_group():
     text = "\n".join(render([row("sequential", [1.0, 1.0]), row("gevent-pool", [0.5, 0.5])]))
     assert "memory, CPU and latency per round: io" in text
     assert "verdicts (median wall time, bootstrap 95% CI over rounds): io" in text
-    assert "gevent-pool: 2.0x faster than sequential" in text
+    assert "gevent-pool[requests]: 2.0x faster than sequential[requests]" in text
+
+
+def client_row(strategy, client, seconds, cpu_ms, memory_bytes):
+    info = info_for(strategy, rounds=[a_round(in_flight=10)])
+    n = info["requests"]
+    info.update(
+        client=client, cpu_per_request_ms=cpu_ms, peak_rss_per_inflight_bytes=memory_bytes, requests=n
+    )
+    return Row("io", seconds, info)
+
+
+def test_models_are_compared_at_the_same_client_and_clients_within_a_model():
+    rows = [
+        client_row("threads", "raw", [0.20] * 5, 0.5, 30 * 1024),
+        client_row("threads", "httpx", [0.30] * 5, 2.5, 50 * 1024),
+        client_row("gevent-joinall", "raw", [0.10] * 5, 0.1, 20 * 1024),
+        client_row("gevent-joinall", "httpx", [0.33] * 5, 3.0, 45 * 1024),
+    ]
+    lines = verdict_lines(rows)
+    assert any(
+        line.startswith("gevent-joinall[raw] vs threads[raw]: 2.0x faster than threads[raw]")
+        for line in lines
+    )
+    assert any(line.startswith("gevent-joinall[httpx] vs threads[httpx]: 1.10x slower") for line in lines)
+    assert not any("gevent-joinall[httpx] vs threads[raw]" in line for line in lines), "never across clients"
+    assert any(line.startswith("threads[httpx] vs threads[raw]: 1.50x slower") for line in lines)
+    assert not any(line.startswith("note: a comparison across clients") for line in lines)
+
+
+def test_peer_models_with_different_default_clients_are_compared_with_a_note():
+    rows = [
+        client_row("gevent-joinall", "requests", [0.3] * 5, 1.5, 1),
+        client_row("asyncio-gather", "aiohttp", [0.2] * 5, 0.2, 1),
+    ]
+    lines = verdict_lines(rows)
+    assert any(
+        line.startswith("asyncio-gather[aiohttp] vs gevent-joinall[requests]: 1.50x faster") for line in lines
+    )
+    assert lines[-1].startswith("note: a comparison across clients")
+
+
+def test_decomposition_splits_each_cost_into_the_models_and_the_clients():
+    rows = [
+        client_row("threads", "raw", [0.20] * 5, 0.5, 30 * 1024),
+        client_row("threads", "httpx", [0.30] * 5, 2.5, 50 * 1024),
+        client_row("asyncio-gather", "aiohttp", [0.2] * 5, 0.2, 8 * 1024),  # no raw row: left out
+    ]
+    assert decomposition(rows) == [
+        ("threads", "raw", "0.200", "0.500 ms", "0.500 ms", "+0.000 ms", "30.0 KiB", "30.0 KiB", "+0 B"),
+        (
+            "threads",
+            "httpx",
+            "0.300",
+            "2.500 ms",
+            "0.500 ms",
+            "+2.000 ms",
+            "50.0 KiB",
+            "30.0 KiB",
+            "+20.0 KiB",
+        ),
+    ]
+    assert "the model's cost and the client's" in "\n".join(render(rows))
 
 
 def test_format_bytes():

@@ -7,6 +7,7 @@ import time
 
 from werkzeug import Response
 
+from bench.clients import CLIENTS
 from bench.rounds import RoundRecorder
 from bench.row_info import row_info
 from bench.strategies import STRATEGIES
@@ -16,12 +17,12 @@ from servers.process import running_delay_server
 
 
 def record_one_round(strategy, workload, server=None) -> dict:
-    with WorkerProcess(strategy, workload) as worker:
+    with WorkerProcess(strategy, CLIENTS["requests"], workload) as worker:
         recorder = RoundRecorder(worker, server)
         recorder.setup()
         recorder.target()
         recorder.teardown()
-    return row_info(strategy, workload, worker.monkey_patched, [], recorder.rounds)
+    return row_info(strategy, CLIENTS["requests"], workload, worker.monkey_patched, [], recorder.rounds)
 
 
 def test_a_failing_server_makes_the_row_invalid(httpserver):
@@ -48,7 +49,7 @@ def test_a_server_that_falls_behind_makes_the_row_invalid():
             time.sleep(1.0)
             os.kill(server.process.pid, signal.SIGCONT)
 
-        with WorkerProcess(STRATEGIES["gevent-joinall"], workload) as worker:
+        with WorkerProcess(STRATEGIES["gevent-joinall"], CLIENTS["requests"], workload) as worker:
             recorder = RoundRecorder(worker, server)
             recorder.setup()
             freezer = threading.Thread(target=freeze_once_all_are_waiting)
@@ -56,7 +57,9 @@ def test_a_server_that_falls_behind_makes_the_row_invalid():
             recorder.target()
             freezer.join()
             recorder.teardown()
-        info = row_info(STRATEGIES["gevent-joinall"], workload, True, [], recorder.rounds)
+        info = row_info(
+            STRATEGIES["gevent-joinall"], CLIENTS["requests"], workload, True, [], recorder.rounds
+        )
     assert info["ok"] == requests  # every answer came, just late
     assert info["valid"] is False
     assert "the server fell behind" in info["invalid_reason"]

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from bench.clients import ASYNCIO, CLIENTS, clients_for
 from bench.strategies import STRATEGIES, Fanout
 from bench.worker_process import PROJECT_ROOT, WorkerError, WorkerProcess
 from bench.workload import Workload
@@ -29,7 +30,7 @@ def test_isolation_threads_and_in_flight_caps(strategy, overlapping_workload, de
     pools (a pool that leaked past C, or a connection pool that serialized, would show here),
     N for one task per request.
     """
-    with WorkerProcess(strategy, overlapping_workload) as worker:
+    with WorkerProcess(strategy, clients_for(strategy)[0], overlapping_workload) as worker:
         delay_server.reset_stats()
         result = worker.measure_round()
         server_in_flight = delay_server.stats()["max_in_flight"]
@@ -38,7 +39,7 @@ def test_isolation_threads_and_in_flight_caps(strategy, overlapping_workload, de
     assert result["monkey_patched"] is strategy.gevent
     assert server_in_flight == strategy.fanout.max_in_flight(REQUESTS, CONCURRENCY)
     threads = result["os_threads_peak"]
-    if strategy.gevent or strategy.asyncio or strategy.fanout is Fanout.ONE:
+    if strategy.gevent or strategy.api == ASYNCIO or strategy.fanout is Fanout.ONE:
         assert threads == 1, "greenlets, asyncio tasks and sequential code need no OS thread but the main one"
     elif strategy.fanout is Fanout.POOL:
         assert threads == CONCURRENCY + 1
@@ -49,7 +50,7 @@ def test_isolation_threads_and_in_flight_caps(strategy, overlapping_workload, de
 def test_worker_refuses_a_gevent_strategy_without_the_patch(delay_server):
     workload = Workload(delay_server.base_url, requests=1, delay_ms=0, concurrency=1)
     result = subprocess.run(
-        [sys.executable, "-m", "bench.worker", "gevent-joinall", json.dumps(workload.as_dict())],
+        [sys.executable, "-m", "bench.worker", "gevent-joinall", "requests", json.dumps(workload.as_dict())],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -63,7 +64,7 @@ def test_worker_refuses_a_gevent_strategy_without_the_patch(delay_server):
 
 def test_harness_overhead_is_recorded(delay_server):
     workload = Workload(delay_server.base_url, requests=1, delay_ms=0, concurrency=1)
-    with WorkerProcess(STRATEGIES["sequential"], workload) as worker:
+    with WorkerProcess(STRATEGIES["sequential"], CLIENTS["requests"], workload) as worker:
         result = worker.measure_round()
     assert result["round_trip_seconds"] >= result["wall_seconds"] > 0
     assert result["cpu_seconds"] > 0
@@ -71,7 +72,7 @@ def test_harness_overhead_is_recorded(delay_server):
 
 def test_a_worker_killed_mid_round_fails_with_a_clear_error(delay_server):
     workload = Workload(delay_server.base_url, requests=1, delay_ms=10_000, concurrency=1)
-    with WorkerProcess(STRATEGIES["sequential"], workload) as worker:
+    with WorkerProcess(STRATEGIES["sequential"], CLIENTS["requests"], workload) as worker:
         import os
         import signal
         import threading
