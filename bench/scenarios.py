@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from bench.clients import CLIENTS, Client, clients_for
 from bench.strategies import STRATEGIES, Strategy
 
-# What one request costs the client in CPU, for estimating a row's time before running it
-# (measured: ~1.5 ms with requests, ~0.1-0.2 ms with aiohttp; the estimate errs long).
-CLIENT_CPU_PER_REQUEST_ESTIMATE_S = 0.002
 # The CPU-bound control's task: long enough to dwarf scheduling overhead, short enough for
 # 50 of them to run in a quarter of a second.
 CPU_TASK_MS = 5
@@ -59,12 +56,12 @@ class Shape:
             rows += [(strategy, client) for client in clients_for(strategy, names)]
         return rows
 
-    def estimated_round_seconds(self, strategy: Strategy) -> float:
+    def estimated_round_seconds(self, strategy: Strategy, client: Client | None) -> float:
         in_flight = strategy.fanout.max_in_flight(self.requests, self.concurrency)
-        if self.kind == "cpu":
+        if client is None:
             return self.requests * CPU_TASK_MS / 1000
         waves = math.ceil(self.requests / in_flight)
-        return waves * self.delay_ms / 1000 + self.requests * CLIENT_CPU_PER_REQUEST_ESTIMATE_S
+        return waves * self.delay_ms / 1000 + client.estimated_cpu_seconds(self.requests, in_flight)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def workload(shape, delay_server, bench_options, request) -> Workload:
 def test_side_by_side(benchmark, shape, strategy, client, workload, bench_options, delay_server):
     """Run R timed rounds of the workload; record memory, CPU, threads, latency and validity."""
     rounds = shape.rounds or bench_options.rounds
-    estimate = (rounds + WARMUP_ROUNDS) * shape.estimated_round_seconds(strategy)
+    estimate = (rounds + WARMUP_ROUNDS) * shape.estimated_round_seconds(strategy, client)
     label = row_label(strategy.name, client)
     if estimate > bench_options.max_seconds:
         pytest.skip(

@@ -71,10 +71,12 @@ def test_every_option_has_help_text(pytestconfig):
 def test_quick_defaults_are_io_bound():
     """D must be several times N x the client's CPU per request, or the unbounded strategies
     never have all N in flight and the default run tells a CPU story instead of an IO one."""
+    from bench.clients import CLIENTS, DEFAULT_CLIENT
     from bench.options import DEFAULT_DELAY_MS, DEFAULT_REQUESTS
-    from bench.scenarios import CLIENT_CPU_PER_REQUEST_ESTIMATE_S
 
-    assert DEFAULT_DELAY_MS / 1000 >= 3 * DEFAULT_REQUESTS * CLIENT_CPU_PER_REQUEST_ESTIMATE_S
+    for name in DEFAULT_CLIENT.values():
+        cpu_seconds = CLIENTS[name].estimated_cpu_seconds(DEFAULT_REQUESTS, in_flight=DEFAULT_REQUESTS)
+        assert DEFAULT_DELAY_MS / 1000 >= 3 * cpu_seconds, name
 
 
 def test_strategy_names_keep_order_and_reject_repeats():

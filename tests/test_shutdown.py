@@ -248,5 +248,5 @@ def test_a_worker_killed_mid_run_fails_only_its_row(tmp_path):
         output, _ = run.communicate(timeout=HANG_GUARD_S)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     assert "1 failed, 1 passed" in output
-    assert "threads: INVALID: " in output and "threads worker exited (status -9)" in output
+    assert "threads[requests]: INVALID: " in output and "threads worker exited (status -9)" in output
     assert "gevent-pool" in output.split("memory, CPU and latency per round")[1]  # the tables still print

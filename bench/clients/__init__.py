@@ -31,6 +31,15 @@ class Client:
     # Built on gevent's own sockets: it only makes sense (and only runs concurrently) in a
     # patched worker, so it is offered to the gevent strategies alone.
     gevent_only: bool = False
+    # What one request costs the client in CPU, to estimate a row's time before it runs:
+    # a fixed part, and a part that grows with the requests in flight (a pool that scans all
+    # its connections per request). Measured on the 2-core development machine; they err long.
+    cpu_ms_per_request: float = 2.0
+    cpu_ms_per_request_per_in_flight: float = 0.0
+
+    def estimated_cpu_seconds(self, requests: int, in_flight: int) -> float:
+        per_request_ms = self.cpu_ms_per_request + self.cpu_ms_per_request_per_in_flight * in_flight
+        return requests * per_request_ms / 1000
 
     def serves(self, strategy) -> bool:
         return strategy.api in self.apis and (strategy.gevent or not self.gevent_only)
@@ -43,12 +52,24 @@ class Client:
 CLIENTS: dict[str, Client] = {
     client.name: client
     for client in (
-        Client("requests", "bench.clients.requests_client", (BLOCKING,)),
-        Client("httpx", "bench.clients.httpx_client", (BLOCKING, ASYNCIO)),
-        Client("aiohttp", "bench.clients.aiohttp_client", (ASYNCIO,)),
-        Client("urllib3", "bench.clients.urllib3_client", (BLOCKING,)),
-        Client("geventhttpclient", "bench.clients.geventhttpclient_client", (BLOCKING,), gevent_only=True),
-        Client("raw", "bench.clients.raw", (BLOCKING, ASYNCIO)),
+        Client("requests", "bench.clients.requests_client", (BLOCKING,), cpu_ms_per_request=2.0),
+        Client(
+            "httpx",
+            "bench.clients.httpx_client",
+            (BLOCKING, ASYNCIO),
+            cpu_ms_per_request=1.0,
+            cpu_ms_per_request_per_in_flight=0.03,
+        ),
+        Client("aiohttp", "bench.clients.aiohttp_client", (ASYNCIO,), cpu_ms_per_request=0.5),
+        Client("urllib3", "bench.clients.urllib3_client", (BLOCKING,), cpu_ms_per_request=1.0),
+        Client(
+            "geventhttpclient",
+            "bench.clients.geventhttpclient_client",
+            (BLOCKING,),
+            gevent_only=True,
+            cpu_ms_per_request=0.5,
+        ),
+        Client("raw", "bench.clients.raw", (BLOCKING, ASYNCIO), cpu_ms_per_request=0.5),
     )
 }
 
