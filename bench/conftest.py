@@ -8,10 +8,12 @@ from pytest_benchmark.utils import get_tag
 from bench import atomic_results, report, summary
 from bench.context import run_context
 from bench.cpu_task import calibrate_spin
+from bench.interleave import RowRecord, run_interleaved
 from bench.options import BenchOptions
 from bench.results import ResultsError, parse_run
-from bench.scenarios import CPU_TASK_MS, SCENARIOS
+from bench.scenarios import CPU_TASK_MS, SCENARIOS, Shape
 from bench.summary import row_label
+from bench.workload import Workload, fault_query
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 PYTEST_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
@@ -56,6 +58,46 @@ def pytest_generate_tests(metafunc):
 def cpu_iterations() -> int:
     """The CPU task's size, calibrated once here so every strategy's worker does the same work."""
     return calibrate_spin(CPU_TASK_MS)
+
+
+class Workloads:
+    """Each workload's rows, run together and interleaved the first time one of its tests asks."""
+
+    def __init__(self, options: BenchOptions, server, request) -> None:
+        self.options = options
+        self.server = server
+        self.request = request
+        self._records: dict[Shape, dict] = {}
+
+    def workload(self, shape: Shape) -> Workload:
+        cpu = shape.kind == "cpu"
+        return Workload(
+            base_url=self.server.base_url,
+            requests=shape.requests,
+            delay_ms=shape.delay_ms,
+            concurrency=shape.concurrency,
+            kind=shape.kind,
+            cpu_iterations=self.request.getfixturevalue("cpu_iterations") if cpu else 0,
+            timeout_s=self.options.timeout_s,
+            fault_query=fault_query(self.options.fail_rate, self.options.drop_rate),
+        )
+
+    def record(self, shape: Shape, strategy, client) -> RowRecord:
+        if shape not in self._records:
+            rows = [(s, c) for s, c in shape.pairs(self.options) if not shape.skip_reason(s, c, self.options)]
+            self._records[shape] = run_interleaved(
+                rows,
+                self.workload(shape),
+                self.server if shape.kind == "io" else None,
+                rounds=shape.rounds or self.options.rounds,
+                processes=self.options.processes,
+            )
+        return self._records[shape][row_label(strategy.name, client)]
+
+
+@pytest.fixture(scope="session")
+def workloads(bench_options, delay_server, request) -> Workloads:
+    return Workloads(bench_options, delay_server, request)
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):

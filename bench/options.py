@@ -21,6 +21,9 @@ DEFAULT_REQUESTS = 40
 DEFAULT_DELAY_MS = 250
 DEFAULT_CONCURRENCY = 10
 DEFAULT_ROUNDS = 5
+# Each row's rounds are spread over this many fresh worker processes (one round each with the
+# defaults), so the verdicts' intervals see the noise between processes (README, "Verdicts").
+DEFAULT_PROCESSES = 5
 # Per strategy and workload, estimated before it starts: sequential at high concurrency
 # would take hours and is skipped with the reason printed.
 DEFAULT_MAX_SECONDS = 120.0
@@ -35,6 +38,7 @@ class BenchOptions:
     strategies: tuple[str, ...]
     rounds: int
     scenarios: tuple[str, ...] = ("quick",)
+    processes: int = DEFAULT_PROCESSES
     max_seconds: float = DEFAULT_MAX_SECONDS
     fail_rate: float = 0.0
     drop_rate: float = 0.0
@@ -51,6 +55,7 @@ class BenchOptions:
             strategies=config.getoption("bench_strategies"),
             rounds=config.getoption("bench_rounds"),
             scenarios=config.getoption("bench_scenario"),
+            processes=config.getoption("bench_processes"),
             max_seconds=config.getoption("bench_max_seconds"),
             fail_rate=config.getoption("bench_fail_rate"),
             drop_rate=config.getoption("bench_drop_rate"),
@@ -182,8 +187,18 @@ def add_options(parser) -> None:
         type=_int_at_least(1),
         default=DEFAULT_ROUNDS,
         metavar="R",
-        help=f"measured rounds per strategy, after one warm-up round (default {DEFAULT_ROUNDS}; "
+        help=f"timed rounds per row, over --bench-processes worker processes, each primed by a short "
+        f"warm-up (default {DEFAULT_ROUNDS}; "
         "high-concurrency and sweep run at most 3)",
+    )
+    group.addoption(
+        "--bench-processes",
+        type=_int_at_least(1),
+        default=DEFAULT_PROCESSES,
+        metavar="K",
+        help="spread each row's timed rounds over K fresh worker processes, the rows taking turns, "
+        "so that verdicts see the noise between processes and drift hits every row alike "
+        f"(default {DEFAULT_PROCESSES}; at most one process per round)",
     )
     group.addoption(
         "--bench-scenario",

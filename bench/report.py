@@ -130,7 +130,9 @@ def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[
         blocks.append(("table", *time_table(rows)))
         blocks.append(("p", "Memory, CPU and latency per round:"))
         blocks.append(("table", MEMORY_COLUMNS, [memory_cells(row.info) for row in rows]))
-        blocks.append(("p", "Verdicts (median wall time, bootstrap 95% CI over rounds):"))
+        blocks.append(
+            ("p", "Verdicts (median wall time; 95% CI: bootstrap over worker processes, then rounds):")
+        )
         blocks.append(("list", verdict_lines(rows)))
         split = decomposition(rows)
         if len({cells[1] for cells in split}) > 1:

@@ -1,16 +1,18 @@
-"""Drive one worker through pytest-benchmark's rounds, and record each round in full.
+"""One worker's rounds, each recorded in full: the time, and what the server and the kernel saw.
 
-pytest-benchmark times only ``target``; ``setup`` and ``teardown`` run around every round
-(warm-up included) outside its timer. They read what the server and the kernel saw, and
-ask the worker for the round's latency and in-flight figures, so that none of it is timed.
+Around every round, outside its timer, the recorder resets and reads the delay server's
+counters and the kernel's listen-queue overflows, and asks the worker for the round's
+latency and in-flight figures. The timer covers the round alone: the command to the worker
+and its answer.
 
 A round that cannot finish (the worker died or passed its deadline, the server is gone) is
-recorded as a failed round with the reason, and the rounds after it are not attempted: the
-row then comes out INVALID, with that reason, instead of vanishing from the results.
+recorded as a failed round with the reason, and the recorder attempts nothing more: the row
+then comes out INVALID, with that reason, instead of vanishing from the results.
 """
 
 from __future__ import annotations
 
+import time
 import urllib.error
 
 from bench import kernel
@@ -19,39 +21,44 @@ from servers.process import DelayServer
 
 
 class RoundRecorder:
-    def __init__(self, worker: WorkerProcess, server: DelayServer | None) -> None:
+    def __init__(self, worker: WorkerProcess, server: DelayServer | None, process: int = 0) -> None:
         self.worker = worker
         self.server = server
+        self.process = process  # which of the row's worker processes this is
         self.rounds: list[dict] = []
+        self.warmups: list[dict] = []
         self.failure: str | None = None
-        self._current: dict = {}
-        self._overflows_before = 0
 
-    def setup(self) -> None:
+    def warm_up(self) -> None:
+        if self.failure:
+            return
+        try:
+            self.warmups.append(self.worker.warm_up())
+        except WorkerError as exc:
+            self._fail(f"the warm-up failed: {exc}", seconds=None)
+
+    def record_round(self) -> None:
         if self.failure:
             return
         try:
             if self.server:
                 self._check_server()
                 self.server.reset_stats()
-            self._overflows_before = kernel.listen_overflows()
+            overflows_before = kernel.listen_overflows()
         except (OSError, urllib.error.URLError) as exc:
-            self._fail(f"could not read the delay server before the round: {exc}")
-
-    def target(self) -> None:
-        if self.failure:
+            self._fail(f"could not read the delay server before the round: {exc}", seconds=None)
             return
+        started = time.perf_counter()
         try:
-            self._current = self.worker.run_round()
+            measured = self.worker.run_round()
         except WorkerError as exc:
-            self._fail(str(exc))
-
-    def teardown(self) -> None:
-        if self.failure:
+            self._fail(str(exc), seconds=time.perf_counter() - started)
             return
+        # pytest-benchmark gets this span: the same as the worker's round_trip_seconds, give or take µs.
+        seconds = time.perf_counter() - started
         try:
-            record = self._current | self.worker.details()
-            record["listen_overflows"] = kernel.listen_overflows() - self._overflows_before
+            record = measured | self.worker.details() | {"timed_seconds": seconds, "process": self.process}
+            record["listen_overflows"] = kernel.listen_overflows() - overflows_before
             if self.server:
                 self._check_server()
                 stats = self.server.stats()
@@ -61,7 +68,7 @@ class RoundRecorder:
                 record["server_requests"] = stats["served"] + faults
                 record["server_faults"] = faults
         except (WorkerError, OSError, urllib.error.URLError) as exc:
-            self._fail(f"could not finish the round's bookkeeping: {exc}")
+            self._fail(f"could not finish the round's bookkeeping: {exc}", seconds=seconds)
             return
         self.rounds.append(record)
 
@@ -70,30 +77,21 @@ class RoundRecorder:
         if status is not None:
             raise OSError(f"the delay server exited (status {status}) during the run")
 
-    def _fail(self, reason: str) -> None:
-        """Record the failed round: every request of it counts as an error, with this reason."""
+    def _fail(self, reason: str, seconds: float | None) -> None:
         self.failure = reason
-        n = self.worker.workload.requests
-        self.rounds.append(
-            {"ok": 0, "errors": n, "error_samples": {reason: n}, "round_failed": reason} | _EMPTY_FIGURES
-        )
+        self.rounds.append(failed_round(self.worker.workload.requests, reason, self.process, seconds))
 
-    def run(self, benchmark, rounds: int, warmup_rounds: int) -> tuple[list[dict], list[dict]]:
-        """Run the rounds; return (warm-up rounds, measured rounds)."""
-        benchmark.pedantic(
-            self.target,
-            setup=self.setup,
-            teardown=self.teardown,
-            rounds=rounds,
-            warmup_rounds=warmup_rounds,
-            iterations=1,
-        )
-        if benchmark.disabled:  # then pytest-benchmark runs the target once, without setup or teardown
-            self.teardown()
-            return [], self.rounds
-        if self.failure:  # the failed round stands for the measurement, warm-up or not
-            return [], self.rounds
-        return self.rounds[:warmup_rounds], self.rounds[warmup_rounds:]
+
+def failed_round(requests: int, reason: str, process: int, seconds: float | None = None) -> dict:
+    """A round that could not finish: every request of it counts as an error, with this reason."""
+    return {
+        "ok": 0,
+        "errors": requests,
+        "error_samples": {reason: requests},
+        "round_failed": reason,
+        "process": process,
+        "timed_seconds": seconds,
+    } | _EMPTY_FIGURES
 
 
 # A failed round measured nothing: its figures are unknown, not zero.

@@ -51,6 +51,13 @@ def _ratio(value: float | None, divisor: float | None) -> float | None:
     return value / divisor if value is not None and divisor else None
 
 
+def _by_process(rounds: list[dict], key: str) -> list[list[float]]:
+    groups: dict[int, list[float]] = {}
+    for r in rounds:
+        groups.setdefault(r.get("process", 0), []).append(r[key])
+    return [groups[k] for k in sorted(groups)]
+
+
 def row_info(
     strategy: Strategy,
     client: Client | None,
@@ -107,6 +114,9 @@ def row_info(
             client_in_flight is not None and client_in_flight < CPU_BOUND_IN_FLIGHT_SHARE * allowed
         ),
         "round_seconds": [r["round_trip_seconds"] for r in complete],
+        "processes": len({r.get("process", 0) for r in rounds}),
+        # The verdicts' bootstrap resamples these groups, then the rounds within each.
+        "rounds_by_process": _by_process(complete, "round_trip_seconds"),
         "worker_wall_seconds": [r["wall_seconds"] for r in complete],
         "harness_overhead_ms": (
             statistics.median(r["round_trip_seconds"] - r["wall_seconds"] for r in complete) * 1000

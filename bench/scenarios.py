@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from bench.clients import CLIENTS, Client, clients_for
 from bench.strategies import STRATEGIES, Strategy
 
+# Starting a worker (imports, the gevent patch, the client's session) takes well under this.
+WORKER_START_ESTIMATE_S = 1.0
 # The CPU-bound control's task: long enough to dwarf scheduling overhead, short enough for
 # 50 of them to run in a quarter of a second.
 CPU_TASK_MS = 5
@@ -55,6 +57,24 @@ class Shape:
                 names = names if names is not None else tuple(CLIENTS)
             rows += [(strategy, client) for client in clients_for(strategy, names)]
         return rows
+
+    def skip_reason(self, strategy: Strategy, client: Client | None, options) -> str | None:
+        """Why a row would not fit in --bench-max-seconds, estimated before it runs; None if it fits."""
+        rounds = self.rounds or options.rounds
+        processes = min(rounds, options.processes)
+        warmup = self.estimated_warmup_seconds(strategy, client)
+        estimate = rounds * self.estimated_round_seconds(strategy, client) + processes * (
+            WORKER_START_ESTIMATE_S + warmup
+        )
+        if estimate > options.max_seconds:
+            return f"estimated {estimate:.0f} s > --bench-max-seconds {options.max_seconds:.0f}"
+        return None
+
+    def estimated_warmup_seconds(self, strategy: Strategy, client: Client | None) -> float:
+        in_flight = strategy.fanout.max_in_flight(self.requests, self.concurrency)
+        if client is None:
+            return in_flight * CPU_TASK_MS / 1000
+        return client.estimated_cpu_seconds(in_flight, in_flight)
 
     def estimated_round_seconds(self, strategy: Strategy, client: Client | None) -> float:
         in_flight = strategy.fanout.max_in_flight(self.requests, self.concurrency)

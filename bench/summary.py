@@ -50,6 +50,11 @@ class Row:
         return row_label(self.strategy, self.client)
 
     @property
+    def round_groups(self) -> list[list[float]]:
+        """Round times by worker process; a run saved before processes were recorded is one process."""
+        return self.info.get("rounds_by_process") or [self.round_seconds]
+
+    @property
     def median_seconds(self) -> float:
         return statistics.median(self.round_seconds)
 
@@ -166,6 +171,9 @@ def verdict_lines(rows: list[Row]) -> list[str]:
         )
         if info.get("peak_rss_per_inflight_bytes") is not None and info["kind"] == "io":
             facts += f", {format_bytes(info['peak_rss_per_inflight_bytes'])} per waiting request"
+        if info.get("cpu_per_request_ms") is not None and info["kind"] == "io":
+            # The regime: whether N x this, or the delay, bounds the round (it moves with the machine).
+            facts += f", {info['cpu_per_request_ms']:.2f} ms CPU per request"
         if info.get("cpu_bound"):
             facts += (
                 f"; cpu-bound: {info['client_max_in_flight']} of {info['max_in_flight_allowed']} in flight"
@@ -178,11 +186,11 @@ def verdict_lines(rows: list[Row]) -> list[str]:
         elif not reference.valid:
             lines.append(f"{label} no speedup: {reference.label} is INVALID ({facts})")
         else:
-            verdict = speedup(reference.round_seconds, row.round_seconds).describe(reference.label)
+            verdict = speedup(reference.round_groups, row.round_groups).describe(reference.label)
             lines.append(f"{label} {verdict}, {facts}")
     pairs = head_to_heads(rows)
     lines += [
-        f"{b.label} vs {a.label}: {speedup(a.round_seconds, b.round_seconds).describe(a.label)}"
+        f"{b.label} vs {a.label}: {speedup(a.round_groups, b.round_groups).describe(a.label)}"
         for a, b in pairs
     ]
     if any(a.client != b.client and a.strategy != b.strategy for a, b in pairs):
@@ -281,7 +289,10 @@ def render(rows: list[Row]) -> list[str]:
         members = list(members)
         out += ["", f"memory, CPU and latency per round: {group}"]
         out += memory_table(members)
-        out += ["", f"verdicts (median wall time, bootstrap 95% CI over rounds): {group}"]
+        out += [
+            "",
+            f"verdicts (median wall time; 95% CI: bootstrap over worker processes, then rounds): {group}",
+        ]
         out += verdict_lines(members)
         split = decomposition(members)
         if len({row[1] for row in split}) > 1:

@@ -1,54 +1,46 @@
-"""Side by side: the same workload sent by each strategy, each in its own worker process.
+"""Side by side: the same workload sent by each strategy and client, each in its own worker processes.
 
-pytest-benchmark times each round from the parent; the worker's own figures, the server's
-and the kernel's go into extra_info. Setup, imports and the worker's start are untimed.
+The rows of a workload run together, interleaved (``bench/interleave.py``), the first time
+one of its tests runs; each test then hands its row's real, timed rounds to pytest-benchmark
+and records the worker's, the server's and the kernel's figures in extra_info.
 """
 
 import pytest
 
-from bench.rounds import RoundRecorder
 from bench.row_info import row_info
 from bench.summary import row_label
-from bench.worker_process import WorkerProcess
-from bench.workload import Workload, fault_query
-
-# One untimed round first: connections get opened and code paths warmed, for every strategy alike.
-WARMUP_ROUNDS = 1
 
 
-@pytest.fixture
-def workload(shape, delay_server, bench_options, request) -> Workload:
-    cpu = shape.kind == "cpu"
-    return Workload(
-        base_url=delay_server.base_url,
-        requests=shape.requests,
-        delay_ms=shape.delay_ms,
-        concurrency=shape.concurrency,
-        kind=shape.kind,
-        cpu_iterations=request.getfixturevalue("cpu_iterations") if cpu else 0,
-        timeout_s=bench_options.timeout_s,
-        fault_query=fault_query(bench_options.fail_rate, bench_options.drop_rate),
-    )
-
-
-def test_side_by_side(benchmark, shape, strategy, client, workload, bench_options, delay_server):
-    """Run R timed rounds of the workload; record memory, CPU, threads, latency and validity."""
-    rounds = shape.rounds or bench_options.rounds
-    estimate = (rounds + WARMUP_ROUNDS) * shape.estimated_round_seconds(strategy, client)
+def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_options):
+    """R timed rounds over K worker processes; memory, CPU, threads, latency and validity."""
     label = row_label(strategy.name, client)
-    if estimate > bench_options.max_seconds:
-        pytest.skip(
-            f"{label} on {shape.group}: estimated {estimate:.0f} s > --bench-max-seconds "
-            f"{bench_options.max_seconds:.0f}"
-        )
+    if reason := shape.skip_reason(strategy, client, bench_options):
+        pytest.skip(f"{label} on {shape.group}: {reason}")
     benchmark.group = shape.group
-    with WorkerProcess(strategy, client, workload) as worker:
-        recorder = RoundRecorder(worker, delay_server if shape.kind == "io" else None)
-        warmup, measured = recorder.run(benchmark, rounds=rounds, warmup_rounds=WARMUP_ROUNDS)
-        timeline = None if recorder.failure else worker.details(timeline=True)["timeline"]
+    record = workloads.record(shape, strategy, client)
+    hand_over(benchmark, [r["timed_seconds"] for r in record.rounds if r["timed_seconds"] is not None])
     info = row_info(
-        strategy, client, workload, worker.monkey_patched, warmup, measured, scenario=shape.scenario
+        strategy,
+        client,
+        workloads.workload(shape),
+        record.monkey_patched,
+        record.warmups,
+        record.rounds,
+        scenario=shape.scenario,
     )
-    benchmark.extra_info.update(info, timeline=timeline)
+    benchmark.extra_info.update(info, timeline=record.timeline)
     if not info["valid"]:
         pytest.fail(f"{label}: INVALID: {info['invalid_reason']}")
+
+
+def hand_over(benchmark, round_seconds: list[float]) -> None:
+    """Give pytest-benchmark the rounds the interleaved run timed, as its pedantic mode records its own.
+
+    One test per row cannot interleave rows, so pytest-benchmark cannot time them itself;
+    this is what ``pedantic`` does with each round's duration (fixture.py, ``_raw_pedantic``).
+    """
+    if benchmark.disabled or not round_seconds:
+        return
+    stats = benchmark._make_stats(1)
+    for seconds in round_seconds:
+        stats.update(seconds)

@@ -4,6 +4,8 @@
 strategies; CLIENT is ``-`` for the CPU-bound control, which sends no requests). It speaks JSON lines: one ``ready`` line after start-up, then one answer per
 command read on stdin:
 
+- ``warmup``: run the strategy once on ``Workload.warmup_urls`` (as many requests as it
+  keeps in flight, none waiting), to open the connections every round reuses;
 - ``round``: run the strategy once and answer with the measured figures, nothing else, so
   the parent's timer stops as soon as the round does;
 - ``details``: the last round's ok/error counts, latency and in-flight figures, computed
@@ -55,6 +57,8 @@ class Runner:
     def __init__(self, strategy: Strategy, client: Client | None, workload: Workload) -> None:
         self.urls = workload.urls()
         self.concurrency = workload.concurrency
+        in_flight = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
+        self.warmup_urls = workload.warmup_urls(in_flight)
         self.module = strategy.load()
         asynchronous = strategy.api == ASYNCIO
         self.loop = asyncio.new_event_loop() if asynchronous else None
@@ -72,10 +76,18 @@ class Runner:
         # A request ends by its timeouts (connect, then read) after at most this long.
         self.straggler_timeout_s = 2 * workload.timeout_s + workload.delay_ms / 1000
 
-    def send_all(self) -> list:
+    def send_all(self, urls: list[str]) -> list:
         if self.loop:
-            return self.loop.run_until_complete(self.module.run(self.fetch, self.urls, self.concurrency))
-        return self.module.run(self.fetch, self.urls, self.concurrency)
+            return self.loop.run_until_complete(self.module.run(self.fetch, urls, self.concurrency))
+        return self.module.run(self.fetch, urls, self.concurrency)
+
+    def warm_up(self) -> dict:
+        outcomes = [outcome for outcome in self.send_all(self.warmup_urls) if outcome is not None]
+        return {
+            "ok": sum(outcome.ok for outcome in outcomes),
+            "requests": len(self.warmup_urls),
+            "peak_rss_bytes": memory.peak_rss_bytes() - self.rss_before,
+        }
 
     def prepare_round(self) -> None:
         """Reset the memory high-water mark while idle, so the round's own timer need not wait.
@@ -92,7 +104,7 @@ class Runner:
         started = time.perf_counter()
         round_error = None
         try:
-            outcomes = self.send_all()
+            outcomes = self.send_all(self.urls)
         except Exception as exc:  # e.g. "can't start new thread": the round fails, the worker lives
             outcomes, round_error = [], describe_error(exc)
             self._wait_for_stragglers()
@@ -194,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         command = line.strip()
         if command == "round":
             send(runner.run_round() | {"monkey_patched": patched})
+        elif command == "warmup":
+            send(runner.warm_up())
         elif command == "details":
             send(runner.round_counts())
         elif command == "timeline":

@@ -128,6 +128,10 @@ class WorkerProcess:
         result["os_threads_peak"] = threads_peak[0]
         return result
 
+    def warm_up(self) -> dict:
+        """Prime the fresh worker: ok count and peak memory of ``Workload.warmup_urls``."""
+        return self._ask("warmup", self.round_deadline_s())
+
     def measure_round(self) -> dict:
         """A round and its details together, for callers that do not time it themselves."""
         return self.run_round() | self.details()

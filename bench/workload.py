@@ -40,6 +40,14 @@ class Workload:
     def urls(self) -> list[str]:
         return [self.url] * self.requests
 
+    def warmup_urls(self, in_flight: int) -> list[str]:
+        """What primes a fresh worker: as many requests as it keeps in flight, none of them waiting.
+
+        It opens the connections (and starts the threads) every round reuses, for a fraction
+        of a round's time; no faults are injected, so it never fails on purpose.
+        """
+        return [f"{self.base_url}/delay?ms=0"] * min(self.requests, in_flight)
+
     def ideal_seconds(self, max_in_flight: int) -> float:
         """The wall time if only the server's delay cost anything: ceil(N / C) waves of D."""
         return math.ceil(self.requests / max_in_flight) * self.delay_ms / 1000

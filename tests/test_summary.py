@@ -108,6 +108,7 @@ def test_efficiency_takes_the_larger_bound_and_names_it():
 def row(strategy, seconds, valid=True):
     info = info_for(strategy, rounds=[a_round(in_flight=10)])
     info.update(valid=valid, invalid_reason=None if valid else "3 of 10 requests failed")
+    info["rounds_by_process"] = [[value] for value in seconds]  # one round per worker process
     return Row("io", seconds, info)
 
 
@@ -146,16 +147,14 @@ def test_no_speedup_without_a_valid_reference():
 def test_render_prints_both_tables_per_group():
     text = "\n".join(render([row("sequential", [1.0, 1.0]), row("gevent-pool", [0.5, 0.5])]))
     assert "memory, CPU and latency per round: io" in text
-    assert "verdicts (median wall time, bootstrap 95% CI over rounds): io" in text
+    assert "verdicts (median wall time; 95% CI: bootstrap over worker processes, then rounds): io" in text
     assert "gevent-pool[requests]: 2.0x faster than sequential[requests]" in text
 
 
 def client_row(strategy, client, seconds, cpu_ms, memory_bytes):
     info = info_for(strategy, rounds=[a_round(in_flight=10)])
-    n = info["requests"]
-    info.update(
-        client=client, cpu_per_request_ms=cpu_ms, peak_rss_per_inflight_bytes=memory_bytes, requests=n
-    )
+    info.update(client=client, cpu_per_request_ms=cpu_ms, peak_rss_per_inflight_bytes=memory_bytes)
+    info["rounds_by_process"] = [[value] for value in seconds]
     return Row("io", seconds, info)
 
 

@@ -19,9 +19,7 @@ from servers.process import running_delay_server
 def record_one_round(strategy, workload, server=None) -> dict:
     with WorkerProcess(strategy, CLIENTS["requests"], workload) as worker:
         recorder = RoundRecorder(worker, server)
-        recorder.setup()
-        recorder.target()
-        recorder.teardown()
+        recorder.record_round()
     return row_info(strategy, CLIENTS["requests"], workload, worker.monkey_patched, [], recorder.rounds)
 
 
@@ -51,12 +49,10 @@ def test_a_server_that_falls_behind_makes_the_row_invalid():
 
         with WorkerProcess(STRATEGIES["gevent-joinall"], CLIENTS["requests"], workload) as worker:
             recorder = RoundRecorder(worker, server)
-            recorder.setup()
             freezer = threading.Thread(target=freeze_once_all_are_waiting)
             freezer.start()
-            recorder.target()
+            recorder.record_round()
             freezer.join()
-            recorder.teardown()
         info = row_info(
             STRATEGIES["gevent-joinall"], CLIENTS["requests"], workload, True, [], recorder.rounds
         )

@@ -58,7 +58,7 @@ CLIENTS: dict[str, Client] = {
             "bench.clients.httpx_client",
             (BLOCKING, ASYNCIO),
             cpu_ms_per_request=1.0,
-            cpu_ms_per_request_per_in_flight=0.03,
+            cpu_ms_per_request_per_in_flight=0.004,
         ),
         Client("aiohttp", "bench.clients.aiohttp_client", (ASYNCIO,), cpu_ms_per_request=0.5),
         Client("urllib3", "bench.clients.urllib3_client", (BLOCKING,), cpu_ms_per_request=1.0),
