@@ -77,3 +77,24 @@ def test_too_few_rounds_give_no_interval_and_no_ranking():
     assert result.describe("threads") == (
         "1.91x faster than threads (under 3 rounds: no confidence interval, not ranked)"
     )
+
+
+def test_the_interval_sees_noise_between_processes():
+    """Tight rounds inside processes that differ: only resampling processes shows it is noise."""
+    rng = random.Random(7)
+    per_process = [1.0, 1.25, 0.85, 1.1, 0.95]  # each worker's own speed, as measured between workers
+
+    def rounds_of(levels):
+        return [[level * (1 + rng.uniform(-0.005, 0.005)) for _ in range(3)] for level in levels]
+
+    reference, candidate = rounds_of(per_process), rounds_of([1.1, 0.85, 1.25, 1.0, 1.2])
+    one_process_each = speedup(reference[0], candidate[0])  # what a single worker per row would say
+    assert one_process_each.significant, "tight rounds in one process each: a 'difference' appears"
+    grouped = speedup(reference, candidate)
+    assert grouped.processes == 5
+    assert not grouped.significant, "over five processes each, it is noise"
+
+
+def test_one_process_says_it_is_blind_to_between_process_noise():
+    result = speedup([[1.0, 1.01, 0.99]], [[0.5, 0.51, 0.49]])
+    assert "one process: blind to between-process noise" in result.describe("sequential")
