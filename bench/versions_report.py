@@ -14,10 +14,11 @@ from bench import charts
 from bench.results import Run
 from bench.summary import REFERENCE, Row, format_bytes
 
+# (key, the chart's axis label, the table's column label)
 FIGURES = (
-    ("speedup", "speedup over sequential (x)"),
-    ("cpu_ms", "CPU per request (ms)"),
-    ("memory", "memory per waiting request (KiB)"),
+    ("speedup", "speedup over sequential (x)", "speedup"),
+    ("cpu_ms", "CPU per request (ms)", "CPU/request"),
+    ("memory", "memory per waiting request (KiB)", "memory/waiting request"),
 )
 
 
@@ -99,11 +100,11 @@ def versions_tables(runs: list[Run]) -> dict[str, tuple[tuple[str, ...], list[tu
         labels: list[str] = []
         for version in versions:
             labels += [label for label in per_version.get(version, {}) if label not in labels]
-        header = ("strategy", *(f"{title.split(' (')[0]}, {v}" for _, title in FIGURES for v in versions))
+        header = ("strategy", *(f"{column} {v}" for _, _, column in FIGURES for v in versions))
         body = []
         for label in labels:
             cells = [label]
-            for name, _ in FIGURES:
+            for name, _, _ in FIGURES:
                 for version in versions:
                     rows = per_version.get(version, {})
                     row = rows.get(label)
@@ -204,7 +205,7 @@ def chart(runs: list[Run], path: Path) -> Path:
         for version in versions:
             labels += [label for label in per_version.get(version, {}) if label not in labels]
         width = 0.8 / len(versions)
-        for column, (name, title) in enumerate(FIGURES):
+        for column, (name, title, _) in enumerate(FIGURES):
             ax = axes[line][column]
             for i, version in enumerate(versions):
                 rows = per_version.get(version, {})
@@ -215,8 +216,12 @@ def chart(runs: list[Run], path: Path) -> Path:
                 xs = [x + (i - (len(versions) - 1) / 2) * width for x in range(len(labels))]
                 ax.bar(xs, [v or 0 for v in values], width, color=colours[i], label=f"Python {version}")
                 for x, value, label in zip(xs, values, labels, strict=True):
-                    if value is None and label in rows:
-                        ax.annotate("n/a", (x, 0), ha="center", va="bottom", fontsize=6, rotation=90)
+                    if value is not None:
+                        text = f"{value:.1f}" if name != "cpu_ms" else f"{value:.2f}"
+                        ax.annotate(text, (x, value), ha="center", va="bottom", fontsize=6)
+                    elif label in rows:  # ran, but no figure: INVALID, or its sequential row is
+                        reason = "INVALID" if not rows[label].valid else "n/a"
+                        ax.annotate(reason, (x, 0), ha="center", va="bottom", fontsize=6, rotation=90)
             if name == "speedup":
                 ax.axhline(1, color="grey", linestyle="--", linewidth=1)
             ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
