@@ -103,11 +103,7 @@ def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[
             f"{context.get('platform', machine.get('system', '?'))}",
             f"Python {context.get('python', machine.get('python_version', '?'))}",
         ]
-        for side in ("client", "server"):
-            if context.get(f"{side}_python"):
-                facts.append(
-                    f"{side} Python: `{' '.join(context[f'{side}_python']['version'].split())}` ({context[f'{side}_python']['executable']})"
-                )
+        facts += versions_report.python_facts(context)
         versions = context.get("versions", {})
         if versions:
             facts.append("packages: " + ", ".join(f"{name} {version}" for name, version in versions.items()))

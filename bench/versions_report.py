@@ -115,6 +115,16 @@ def versions_tables(runs: list[Run]) -> dict[str, tuple[tuple[str, ...], list[tu
     return tables
 
 
+def python_facts(context: dict) -> list[str]:
+    """The client's and the delay server's interpreters, as a saved run recorded them."""
+    facts = []
+    for side in ("client", "server"):
+        python = context.get(f"{side}_python")
+        if python:
+            facts.append(f"{side} Python: `{' '.join(python['version'].split())}` ({python['executable']})")
+    return facts
+
+
 def _server_pythons(runs: list[Run]) -> list[str]:
     seen = []
     for run in runs:
