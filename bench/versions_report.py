@@ -60,6 +60,8 @@ def row_figures(row: Row, rows: list[Row]) -> dict[str, float | None]:
         None,
     ) or next((r for r in rows if r.strategy == REFERENCE and r.valid), None)
     memory = row.info.get("peak_rss_per_inflight_bytes")
+    if row.info.get("kind") == "cpu":
+        memory = None  # nothing waits in the CPU control: the figure would mean nothing (as in the verdicts)
     return {
         "speedup": reference.median_seconds / row.median_seconds if reference and row.valid else None,
         "cpu_ms": row.info.get("cpu_per_request_ms") if row.valid else None,
