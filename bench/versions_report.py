@@ -219,19 +219,32 @@ def chart(runs: list[Run], path: Path) -> Path:
         width = 0.8 / len(versions)
         for column, (name, title, _) in enumerate(FIGURES):
             ax = axes[line][column]
-            for i, version in enumerate(versions):
-                rows = per_version.get(version, {})
-                values = [
-                    (row_figures(rows[label], list(rows.values()))[name] if label in rows else None)
+            panel = {
+                version: [
+                    row_figures(rows[label], list(rows.values()))[name] if label in rows else None
                     for label in labels
                 ]
+                for version, rows in ((v, per_version.get(v, {})) for v in versions)
+            }
+            if all(value is None for values in panel.values() for value in values):
+                ax.text(
+                    0.5, 0.5, "no figure for this workload", ha="center", va="center", transform=ax.transAxes
+                )
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_ylabel(title, fontsize=8)
+                continue
+            # Value labels only while they fit above their bars.
+            labelled = len(labels) * len(versions) <= 12
+            for i, version in enumerate(versions):
+                rows, values = per_version.get(version, {}), panel[version]
                 xs = [x + (i - (len(versions) - 1) / 2) * width for x in range(len(labels))]
                 ax.bar(xs, [v or 0 for v in values], width, color=colours[i], label=f"Python {version}")
                 for x, value, label in zip(xs, values, labels, strict=True):
-                    if value is not None:
+                    if value is not None and labelled:
                         text = f"{value:.1f}" if name != "cpu_ms" else f"{value:.2f}"
                         ax.annotate(text, (x, value), ha="center", va="bottom", fontsize=6)
-                    elif label in rows:  # ran, but no figure: INVALID, or its sequential row is
+                    elif value is None and label in rows:  # ran, but INVALID, or its sequential row is
                         reason = "INVALID" if not rows[label].valid else "n/a"
                         ax.annotate(reason, (x, 0), ha="center", va="bottom", fontsize=6, rotation=90)
             if name == "speedup":
@@ -241,7 +254,7 @@ def chart(runs: list[Run], path: Path) -> Path:
             ax.set_title(group if column == 0 else "", fontsize=8, loc="left")
             ax.tick_params(axis="y", labelsize=8)
             ax.grid(axis="y", alpha=0.3)
-    handles, names = axes[0][0].get_legend_handles_labels()
+    handles, names = max((ax.get_legend_handles_labels() for ax in axes.flat), key=lambda hn: len(hn[0]))
     fig.legend(handles, names, loc="lower center", ncol=len(versions), frameon=False, fontsize=9)
     fig.suptitle(
         "Python versions side by side: speedup, CPU and memory per request (client Python; one server)"
