@@ -2,6 +2,7 @@
 
 import pytest
 
+from bench.context import server_python_executable
 from bench.options import BenchOptions, add_options
 from servers.process import running_delay_server
 
@@ -25,6 +26,6 @@ def bench_options(pytestconfig) -> BenchOptions:
 
 @pytest.fixture(scope="session")
 def delay_server():
-    """The delay server in its own process, for the whole session."""
-    with running_delay_server() as server:
+    """The delay server in its own process, for the whole session (its Python: bench/context.py)."""
+    with running_delay_server(python=server_python_executable()) as server:
         yield server

@@ -5,7 +5,9 @@ current with the change in %: the speedup over sequential, the efficiency, the p
 per waiting request and the median wall time. It exits 1 when a machine-independent figure
 regressed past its limit (speedup or efficiency fell, memory per waiting request rose), when
 a row of CURRENT is INVALID, or when a row of BASELINE is missing from CURRENT; 0 otherwise;
-2 on unusable input. Seconds depend on the machine and are gated only with --gate-seconds.
+2 on unusable input, and when the two runs ran on different Python versions (feature version,
+e.g. 3.11 against 3.12) unless --allow-python-mismatch. Seconds depend on the machine and are
+gated only with --gate-seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 
 from bench.results import ResultsError, Run, load_run
 from bench.summary import Row, format_bytes, reference_for
+from bench.versions_report import python_mismatch
 
 DEFAULT_MAX_REGRESSION = 0.20
 # Memory figures move by a few hundred KiB between identical runs (allocator arenas, page
@@ -214,6 +217,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--markdown", action="store_true", help="print the tables as Markdown (for a CI job summary)"
     )
+    parser.add_argument(
+        "--allow-python-mismatch",
+        action="store_true",
+        help="compare runs of different Python versions anyway (by default that is refused with exit status 2: "
+        "a changed figure would be the interpreter's doing, not the code's)",
+    )
     return parser.parse_args(argv)
 
 
@@ -224,12 +233,18 @@ def main(argv: list[str] | None = None) -> int:
         for figure in FIGURES
     }
     try:
-        comparison = compare_runs(load_run(args.baseline), load_run(args.current), limits, args.gate_seconds)
+        baseline, current = load_run(args.baseline), load_run(args.current)
+        mismatch = python_mismatch(baseline, current)
+        if mismatch and not args.allow_python_mismatch:
+            raise ResultsError(f"{mismatch}; pass --allow-python-mismatch to compare them anyway")
+        comparison = compare_runs(baseline, current, limits, args.gate_seconds)
     except ResultsError as exc:
         print(f"bench.compare: {exc}", file=sys.stderr)
         return 2
     lines = render_markdown(comparison) if args.markdown else render_text(comparison)
     print(f"baseline: {args.baseline}\ncurrent:  {args.current}")
+    if mismatch:
+        print(f"note: {mismatch} (compared anyway: --allow-python-mismatch)")
     print("\n".join(lines))
     print()
     if comparison.failures:

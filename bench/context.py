@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
+import subprocess
+import sys
 from importlib import metadata
+
+# bench.versions runs the suite under several Pythons against one delay server, run by the
+# interpreter named here, so that only the client's Python changes between the runs.
+SERVER_PYTHON_VARIABLE = "COROUTINE_BENCH_SERVER_PYTHON"
 
 PACKAGES = (
     "gevent",
@@ -31,6 +38,25 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def server_python_executable() -> str:
+    """The interpreter that runs the delay server: $COROUTINE_BENCH_SERVER_PYTHON, else this one."""
+    return os.environ.get(SERVER_PYTHON_VARIABLE) or sys.executable
+
+
+def python_of(executable: str) -> dict:
+    """sys.version and sys.executable of an interpreter (this one, or asked in a subprocess)."""
+    if executable == sys.executable:
+        return {"version": sys.version, "executable": sys.executable}
+    probe = "import json, sys; print(json.dumps({'version': sys.version, 'executable': sys.executable}))"
+    try:
+        done = subprocess.run(
+            [executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+        )
+        return json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        return {"version": f"unknown ({type(exc).__name__})", "executable": executable}
+
+
 def run_context(config) -> dict:
     args = [str(arg) for arg in config.invocation_params.args]
     return {
@@ -39,4 +65,6 @@ def run_context(config) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": package_versions(),
+        "client_python": python_of(sys.executable),
+        "server_python": python_of(server_python_executable()),
     }

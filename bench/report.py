@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import charts
+from bench import charts, versions_report
 from bench.results import ResultsError, Run, load_run, newest_saved_run
 from bench.summary import (
     DECOMPOSITION_COLUMNS,
@@ -35,11 +35,16 @@ DEFAULT_OUT = RESULTS_DIR / "report"
 
 
 def merge(runs: list[Run]) -> dict[str, list[Row]]:
-    """Rows by workload; a later file's row replaces an earlier one of the same workload and strategy[client]."""
+    """Rows by workload; a later file's row replaces an earlier one of the same workload and strategy[client].
+
+    Runs of different Pythons are never merged: each Python's rows make workloads of their own.
+    """
+    several = versions_report.several_pythons(runs)
     groups: dict[str, dict[str, Row]] = {}
     for run in runs:
+        suffix = f" [Python {versions_report.python_version(run)}]" if several else ""
         for row in run.rows:
-            groups.setdefault(row.group, {})[row.label] = row
+            groups.setdefault(row.group + suffix, {})[row.label] = row
     return {group: list(rows.values()) for group, rows in groups.items()}
 
 
@@ -117,10 +122,12 @@ def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[
             f"{context.get('platform', machine.get('system', '?'))}",
             f"Python {context.get('python', machine.get('python_version', '?'))}",
         ]
+        facts += versions_report.python_facts(context)
         versions = context.get("versions", {})
         if versions:
             facts.append("packages: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
         blocks.append(("list", facts))
+    blocks += versions_report.blocks(runs)
     blocks.append(("h2", "Pictures"))
     blocks += [("image", title, filename) for title, filename in drawn]
     blocks.append(("h2", "Workloads"))
@@ -199,7 +206,7 @@ def write_report(runs: list[Run], out: Path) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        drawn = draw_charts(groups, staging)
+        drawn = draw_charts(groups, staging) + versions_report.draw(runs, staging)
         blocks = build(runs, drawn, groups)
         (staging / "report.md").write_text(to_markdown(blocks))
         (staging / "report.html").write_text(to_html(blocks, staging))

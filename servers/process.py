@@ -56,15 +56,17 @@ def running_delay_server(
     port: int = 0,
     startup_timeout_s: float = STARTUP_TIMEOUT_S,
     extra_args: tuple[str, ...] = (),
+    python: str = sys.executable,
 ) -> Iterator[DelayServer]:
     """Run ``python -m servers.delay`` until the block ends; yield once it accepts connections.
 
-    ``extra_args`` go to the server's command line, e.g. ``("--max-connections", "10")``.
+    ``extra_args`` go to the server's command line, e.g. ``("--max-connections", "10")``;
+    ``python`` is the interpreter that runs the server (bench.versions keeps it fixed).
     """
     with tempfile.TemporaryFile(mode="w+") as stderr:
         process = subprocess.Popen(
             [
-                sys.executable,
+                python,
                 "-m",
                 "servers.delay",
                 "--host",
