@@ -10,6 +10,7 @@ import statistics
 from dataclasses import dataclass
 from itertools import groupby
 
+from bench.strategies import STRATEGIES, TWIN_SUFFIX
 from bench.verdicts import speedup
 
 REFERENCE = "sequential"
@@ -209,7 +210,8 @@ def head_to_heads(rows: list[Row]) -> list[tuple[Row, Row]]:
     """
     valid = [row for row in rows if row.valid]
     pairs = []
-    for slower, faster in PEERS:
+    twins = [(name.removesuffix(TWIN_SUFFIX), name) for name in STRATEGIES if name.endswith(TWIN_SUFFIX)]
+    for slower, faster in PEERS + twins:
         a_rows = [r for r in valid if r.strategy == slower]
         b_rows = [r for r in valid if r.strategy == faster]
         same_client = [(a, b) for a in a_rows for b in b_rows if a.client == b.client]

@@ -98,3 +98,38 @@ def test_the_interval_sees_noise_between_processes():
 def test_one_process_says_it_is_blind_to_between_process_noise():
     result = speedup([[1.0, 1.01, 0.99]], [[0.5, 0.51, 0.49]])
     assert "one process: blind to between-process noise" in result.describe("sequential")
+
+
+def test_the_aa_twin_is_registered_only_when_asked_and_compared_head_to_head():
+    import os
+    import subprocess
+    import sys
+
+    from bench.strategies import AA_TWIN_VARIABLE, STRATEGIES
+    from servers.process import PROJECT_ROOT
+
+    assert not any(name.endswith("-twin") for name in STRATEGIES)
+    script = (
+        "from bench.strategies import STRATEGIES\n"
+        "from bench.summary import Row, verdict_lines\n"
+        "twin = STRATEGIES['threads-twin']\n"
+        "assert twin.module == STRATEGIES['threads'].module and twin.fanout == STRATEGIES['threads'].fanout\n"
+        "info = dict(kind='cpu', client=None, valid=True, ideal_seconds=1.0, efficiency=1.0, efficiency_bound='delay')\n"
+        "rows = [Row('g', [1.0, 1.1, 0.9], info | dict(strategy=name)) for name in ('threads', 'threads-twin')]\n"
+        "print(verdict_lines(rows)[-1])\n"
+    )
+    env = os.environ | {AA_TWIN_VARIABLE: "threads"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("threads-twin vs threads: no significant difference from threads")
+    bad = subprocess.run(
+        [sys.executable, "-c", "import bench.strategies"],
+        cwd=PROJECT_ROOT,
+        env=os.environ | {AA_TWIN_VARIABLE: "fibers"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "COROUTINE_BENCH_AA_TWIN='fibers': no such strategy" in bad.stderr

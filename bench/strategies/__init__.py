@@ -9,7 +9,9 @@ their worker processes do.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import os
 from dataclasses import dataclass
 from enum import Enum
 
@@ -58,3 +60,13 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("asyncio-bounded", "bench.strategies.asyncio_semaphore", Fanout.POOL, api=ASYNCIO),
     )
 }
+
+# The A/A check (README, "Verdicts"): with COROUTINE_BENCH_AA_TWIN=NAME, NAME is registered a
+# second time as NAME-twin, the same module in a worker of its own. Identical work must never
+# come out significantly different; the twins are compared head to head in every workload.
+AA_TWIN_VARIABLE = "COROUTINE_BENCH_AA_TWIN"
+TWIN_SUFFIX = "-twin"
+if twin_of := os.environ.get(AA_TWIN_VARIABLE):
+    if twin_of not in STRATEGIES:
+        raise SystemExit(f"{AA_TWIN_VARIABLE}={twin_of!r}: no such strategy; known: {', '.join(STRATEGIES)}")
+    STRATEGIES[twin_of + TWIN_SUFFIX] = dataclasses.replace(STRATEGIES[twin_of], name=twin_of + TWIN_SUFFIX)
