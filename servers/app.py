@@ -14,6 +14,7 @@ import random
 import re
 import socket
 import struct
+import time
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -84,6 +85,9 @@ class ArrivalStampingHandler(RequestHandler):
     ~1.6 us, at kernel-tick resolution of 1-4 ms). So a request that waited in the accept queue
     or in a socket buffer while the loop was busy shows that wait as lateness; the loop's own
     clock alone would start counting only once the loop got round to reading it.
+
+    The clock is ``time.monotonic`` rather than ``loop.time()``: uvloop's loop time has
+    millisecond resolution and is cached per loop iteration.
     """
 
     __slots__ = ("_arrival", "_socket")
@@ -97,13 +101,13 @@ class ArrivalStampingHandler(RequestHandler):
         # A new request begins when nothing is stamped and no request is being handled
         # (a pipelined request arriving mid-response is stamped when its handler starts).
         if self._arrival is None and self._current_request is None:
-            self._arrival = self._loop.time() - _unread_for_s(self._socket)
+            self._arrival = time.monotonic() - _unread_for_s(self._socket)
         super().data_received(data)
 
     def take_arrival(self) -> float:
-        """The current request's arrival (loop clock), clearing it for the next request."""
+        """The current request's arrival (``time.monotonic``), clearing it for the next request."""
         arrival, self._arrival = self._arrival, None
-        return self._loop.time() if arrival is None else arrival
+        return time.monotonic() if arrival is None else arrival
 
 
 def _unread_for_s(sock) -> float:
@@ -116,7 +120,6 @@ def _unread_for_s(sock) -> float:
 
 def make_handler(stats: SharedStats):
     """The low-level aiohttp handler: no router, no middleware, nothing per request but the work."""
-    loop = asyncio.get_running_loop()
 
     async def delay(request: web.BaseRequest, arrival: float) -> web.StreamResponse:
         try:
@@ -130,7 +133,7 @@ def make_handler(stats: SharedStats):
         try:
             await asyncio.sleep(delay_s)
             # Late by the whole wait beyond the asked delay: accept queue, parser and timer.
-            lateness_ms = max(0.0, (loop.time() - arrival - delay_s) * 1000)
+            lateness_ms = max(0.0, (time.monotonic() - arrival - delay_s) * 1000)
             if random.random() < params["drop"]:
                 stats.record(DROPPED_ON_PURPOSE, lateness_ms)
                 return await _drop(request)
