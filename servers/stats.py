@@ -2,7 +2,8 @@
 
 Every worker owns a slot (its counters and a lateness histogram) in one anonymous shared
 mapping that the parent creates before it forks them. Every update and every read takes one
-process-shared lock, so the figures are exact, not eventually consistent: ``in_flight`` is a
+process-shared lock (a POSIX semaphore), so the figures are exact, not eventually consistent
+(a reset cannot lose a concurrent increment, a read sees one instant): ``in_flight`` is a
 single total, and ``max_in_flight`` is the peak of that total, not a sum of per-worker peaks
 (which would overstate it whenever the workers peak at different moments). The lock costs
 ~0.4 us uncontended, twice per request; a worker holds it for a few attribute updates.
@@ -106,49 +107,67 @@ class SharedStats:
         # An anonymous MAP_SHARED mapping: inherited across fork, nothing to name or unlink.
         self._memory = mmap.mmap(-1, ctypes.sizeof(layout))
         self._shared = layout.from_buffer(self._memory)
+        self._totals = self._shared.totals  # a view into the mapping, kept to save a lookup per use
         # fork context: the semaphore is unlinked at once, so no resource-tracker process is started.
-        self._lock = multiprocessing.get_context("fork").Lock()
+        lock = multiprocessing.get_context("fork").Lock()
+        # The semaphore's own C methods: `with lock` adds two Python-level calls per use.
+        self._acquire, self._release = lock.acquire, lock.release
         self._slot: _WorkerSlot | None = None
         self.worker_index: int | None = None
         self.workers = workers
-        self._shared.totals.parent_pid = os.getpid()
-        self._shared.totals.listen_overflows_at_reset = host_counters.listen_overflows()
+        self._totals.parent_pid = os.getpid()
+        self._totals.listen_overflows_at_reset = host_counters.listen_overflows()
 
     def attach(self, index: int) -> None:
         """Make this process worker ``index``: its updates go to that slot."""
         self.worker_index = index
         self._slot = self._shared.workers[index]
-        with self._lock:
+        self._acquire()
+        try:
             self._slot.pid = os.getpid()
+        finally:
+            self._release()
 
     # -- updates, from the worker that owns the slot --------------------------------------
 
     def enter(self) -> None:
         """A delayed request starts: the total in flight, and its peak, go up."""
-        totals = self._shared.totals
-        with self._lock:
+        totals = self._totals
+        self._acquire()
+        try:
             totals.in_flight += 1
             if totals.in_flight > totals.max_in_flight:
                 totals.max_in_flight = totals.in_flight
+        finally:
+            self._release()
 
     def leave(self) -> None:
-        with self._lock:
-            self._shared.totals.in_flight -= 1
+        self._acquire()
+        try:
+            self._totals.in_flight -= 1
+        finally:
+            self._release()
 
     def finish(self, outcome: int, lateness_ms: float) -> None:
         """A delayed request ends with this outcome: one lock for all three updates."""
         bucket = lateness_bucket(lateness_ms)
         slot = self._slot
-        with self._lock:
-            self._shared.totals.in_flight -= 1
+        self._acquire()
+        try:
+            self._totals.in_flight -= 1
             self._record(slot, outcome, lateness_ms, bucket)
+        finally:
+            self._release()
 
     def record(self, outcome: int, lateness_ms: float) -> None:
         """Count an outcome whose request stays in flight a while (a drop, a stall)."""
         bucket = lateness_bucket(lateness_ms)
         slot = self._slot
-        with self._lock:
+        self._acquire()
+        try:
             self._record(slot, outcome, lateness_ms, bucket)
+        finally:
+            self._release()
 
     @staticmethod
     def _record(slot: _WorkerSlot, outcome: int, lateness_ms: float, bucket: int) -> None:
@@ -158,25 +177,37 @@ class SharedStats:
             slot.lateness_max_ms = lateness_ms
 
     def count(self, outcome: int) -> None:
-        with self._lock:
+        self._acquire()
+        try:
             self._slot.outcomes[outcome] += 1
+        finally:
+            self._release()
 
     def connection_opened(self) -> int:
         """Count a new connection; return how many are open over all workers."""
-        totals = self._shared.totals
-        with self._lock:
+        totals = self._totals
+        self._acquire()
+        try:
             totals.open_connections += 1
             return totals.open_connections
+        finally:
+            self._release()
 
     def connection_closed(self) -> None:
-        with self._lock:
-            self._shared.totals.open_connections -= 1
+        self._acquire()
+        try:
+            self._totals.open_connections -= 1
+        finally:
+            self._release()
 
     # -- reads and reset, from whichever worker answers /stats -----------------------------
 
     def _copy(self):
-        with self._lock:
+        self._acquire()
+        try:
             return self._layout.from_buffer_copy(self._memory)
+        finally:
+            self._release()
 
     def as_dict(self) -> dict:
         shared = self._copy()
@@ -200,7 +231,8 @@ class SharedStats:
     def reset(self) -> None:
         """Start a new observation window for every worker; live state (in flight, open
         connections) is kept, and the peak restarts from what is in flight now."""
-        with self._lock:
+        self._acquire()
+        try:
             totals = self._shared.totals
             totals.max_in_flight = totals.in_flight
             for slot in self._shared.workers:
@@ -210,3 +242,5 @@ class SharedStats:
             pids = [totals.parent_pid, *(slot.pid for slot in self._shared.workers)]
             totals.listen_overflows_at_reset = host_counters.listen_overflows()
             totals.cpu_ticks_at_reset = host_counters.cpu_ticks(pids)
+        finally:
+            self._release()
