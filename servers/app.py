@@ -1,7 +1,8 @@
 """The delay server's request handling: ``/delay`` waits, ``/stats`` tells how well it kept up.
 
-The app is plain aiohttp on one asyncio loop, so thousands of delayed requests cost one
-timer each, not one thread each. Lifecycle (binding, signals, the ready line) lives in
+The app is plain aiohttp on an asyncio loop in each worker process, so thousands of delayed
+requests cost one timer each, not one thread each; the counters are shared by all workers
+(``servers.stats``). Lifecycle (binding, signals, the ready line) lives in
 ``servers.delay``; starting it as a subprocess from Python lives in ``servers.process``.
 """
 
@@ -12,18 +13,16 @@ import json
 import random
 import re
 import socket
-from collections import deque
+import struct
+import time
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
-from servers.percentile import percentile
+from servers.stats import DROPPED_ON_PURPOSE, FAILED_ON_PURPOSE, REJECTED, SERVED, STALLED, SharedStats
 
 MAX_DELAY_MS = 60_000
 MAX_BODY_BYTES = 10 * 1024 * 1024
-# Lateness percentiles come from the most recent responses only, so /stats stays cheap
-# and its memory bounded however long the server runs.
-LATENESS_WINDOW = 100_000
-
 # A stalled response (``stall=1``) holds its connection until the client gives up, or this long.
 STALL_CAP_S = 60.0
 
@@ -37,45 +36,6 @@ _INTEGER_LIMITS = {"ms": MAX_DELAY_MS, "bytes": MAX_BODY_BYTES, "stall": 1}
 
 class BadRequest(ValueError):
     """A request the server refuses with 400; the message is the one-line reason."""
-
-
-class DelayStats:
-    """Counters the client side reads to prove the server was not the bottleneck."""
-
-    def __init__(self) -> None:
-        self.served = 0
-        self.rejected = 0
-        self.failed_on_purpose = 0
-        self.dropped_on_purpose = 0
-        self.stalled = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.lateness_ms: deque[float] = deque(maxlen=LATENESS_WINDOW)
-
-    def reset(self) -> None:
-        """Start a new observation window; ``in_flight`` is live state and is kept."""
-        self.served = self.rejected = 0
-        self.failed_on_purpose = self.dropped_on_purpose = self.stalled = 0
-        self.max_in_flight = self.in_flight
-        self.lateness_ms.clear()
-
-    def as_dict(self) -> dict:
-        late = sorted(self.lateness_ms)
-        return {
-            "served": self.served,
-            "rejected": self.rejected,
-            "failed_on_purpose": self.failed_on_purpose,
-            "dropped_on_purpose": self.dropped_on_purpose,
-            "stalled": self.stalled,
-            "in_flight": self.in_flight,
-            "max_in_flight": self.max_in_flight,
-            "lateness_ms": {
-                "samples": len(late),
-                "p50": percentile(late, 50) or 0.0,
-                "p99": percentile(late, 99) or 0.0,
-                "max": late[-1] if late else 0.0,
-            },
-        }
 
 
 def parse_delay_query(query) -> dict[str, float]:
@@ -111,44 +71,95 @@ def _text(status: int, reason: str) -> web.Response:
     return web.Response(status=status, text=reason + "\n")
 
 
-def make_handler(stats: DelayStats):
-    """The low-level aiohttp handler: no router, no middleware, nothing per request but the work."""
-    loop = asyncio.get_running_loop()
+# struct tcp_info (linux/tcp.h): tcpi_last_data_recv, ms since the last data segment arrived.
+_TCP_INFO_BYTES = 64
+_LAST_DATA_RECV = struct.Struct("=I")
+_LAST_DATA_RECV_OFFSET = 52
 
-    async def delay(request: web.BaseRequest) -> web.StreamResponse:
+
+class ArrivalStampingHandler(RequestHandler):
+    """aiohttp's per-connection protocol, noting when each request's first byte reached the host.
+
+    The stamp is taken when a request's first bytes reach ``data_received``, backdated by the
+    kernel's own count of how long they sat unread (``tcpi_last_data_recv``, one getsockopt,
+    ~1.6 us, at kernel-tick resolution of 1-4 ms). So a request that waited in the accept queue
+    or in a socket buffer while the loop was busy shows that wait as lateness; the loop's own
+    clock alone would start counting only once the loop got round to reading it.
+
+    The clock is ``time.monotonic`` rather than ``loop.time()``: uvloop's loop time has
+    millisecond resolution and is cached per loop iteration.
+    """
+
+    __slots__ = ("_arrival", "_socket")
+
+    def connection_made(self, transport) -> None:
+        self._arrival = None
+        self._socket = transport.get_extra_info("socket")
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        # A new request begins when nothing is stamped and no request is being handled
+        # (a pipelined request arriving mid-response is stamped when its handler starts).
+        if self._arrival is None and self._current_request is None:
+            self._arrival = time.monotonic() - _unread_for_s(self._socket)
+        super().data_received(data)
+
+    def take_arrival(self) -> float:
+        """The current request's arrival (``time.monotonic``), clearing it for the next request."""
+        arrival, self._arrival = self._arrival, None
+        return time.monotonic() if arrival is None else arrival
+
+
+def _unread_for_s(sock) -> float:
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except (OSError, AttributeError):
+        return 0.0
+    return _LAST_DATA_RECV.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0] / 1000
+
+
+def make_handler(stats: SharedStats):
+    """The low-level aiohttp handler: no router, no middleware, nothing per request but the work."""
+
+    async def delay(request: web.BaseRequest, arrival: float) -> web.StreamResponse:
         try:
             params = parse_delay_query(request.rel_url.query)
         except BadRequest as exc:
-            stats.rejected += 1
+            stats.count(REJECTED)
             return _text(400, str(exc))
-        due = loop.time() + params["ms"] / 1000
-        stats.in_flight += 1
-        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        delay_s = params["ms"] / 1000
+        stats.enter()
+        finished = False
         try:
-            await asyncio.sleep(params["ms"] / 1000)
-            stats.lateness_ms.append(max(0.0, (loop.time() - due) * 1000))
+            await asyncio.sleep(delay_s)
+            # Late by the whole wait beyond the asked delay: accept queue, parser and timer.
+            lateness_ms = max(0.0, (time.monotonic() - arrival - delay_s) * 1000)
             if random.random() < params["drop"]:
-                stats.dropped_on_purpose += 1
+                stats.record(DROPPED_ON_PURPOSE, lateness_ms)
                 return await _drop(request)
             if random.random() < params["fail"]:
-                stats.failed_on_purpose += 1
+                stats.finish(FAILED_ON_PURPOSE, lateness_ms)
+                finished = True
                 return _text(500, "failed on purpose (fail=P)")
             if params["stall"]:
-                stats.stalled += 1
+                stats.record(STALLED, lateness_ms)
                 return await _stall(request, params["bytes"])
-            stats.served += 1
+            stats.finish(SERVED, lateness_ms)
+            finished = True
             return web.Response(body=_BODY[: params["bytes"]])
         finally:
             # A client that hangs up mid-delay cancels this task (handler_cancellation);
             # it must still leave in_flight.
-            stats.in_flight -= 1
+            if not finished:
+                stats.leave()
 
-    async def show_stats(request: web.BaseRequest) -> web.Response:
+    async def show_stats(request: web.BaseRequest, _arrival: float) -> web.Response:
         body = stats.as_dict()
         body["tcp_nodelay"] = _tcp_nodelay(request)
+        body["answered_by_worker"] = stats.worker_index
         return web.Response(text=json.dumps(body), content_type="application/json")
 
-    async def reset_stats(request: web.BaseRequest) -> web.Response:
+    async def reset_stats(request: web.BaseRequest, _arrival: float) -> web.Response:
         if request.method != "POST":
             return _text(405, "use POST /stats/reset")
         stats.reset()
@@ -157,11 +168,13 @@ def make_handler(stats: DelayStats):
     routes = {"/delay": delay, "/stats": show_stats, "/stats/reset": reset_stats}
 
     async def handle(request: web.BaseRequest) -> web.Response:
+        # Taken for every request, so a /stats on a keep-alive connection leaves no stale stamp.
+        arrival = request.protocol.take_arrival()
         route = routes.get(request.path)
         if route is None:
-            stats.rejected += 1
+            stats.count(REJECTED)
             return _text(404, f"no such path {request.path[:80]!r}; try /delay?ms=D or /stats")
-        return await route(request)
+        return await route(request, arrival)
 
     return handle
 

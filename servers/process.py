@@ -6,6 +6,7 @@ memory figures with the client being measured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -36,6 +37,8 @@ class ServerStartError(RuntimeError):
 class DelayServer(NamedTuple):
     base_url: str
     process: subprocess.Popen
+    # The worker processes that serve (``process`` only supervises them), read once at start.
+    worker_pids: tuple[int, ...] = ()
 
     def url_for(self, path: str) -> str:
         return self.base_url + path
@@ -48,6 +51,13 @@ class DelayServer(NamedTuple):
         request = urllib.request.Request(self.url_for("/stats/reset"), method="POST")
         with urllib.request.urlopen(request, timeout=5) as response:
             return json.load(response)
+
+    def signal_all(self, signum: int) -> None:
+        """Signal the workers and the parent, e.g. SIGSTOP then SIGCONT to freeze the whole
+        server: a signal to ``process`` alone reaches only the supervisor, not the workers."""
+        for pid in (*self.worker_pids, self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
 
 @contextmanager
@@ -85,7 +95,8 @@ def running_delay_server(
         )
         try:
             base_url = _wait_for_ready_line(process, stderr, startup_timeout_s)
-            yield DelayServer(base_url, process)
+            server = DelayServer(base_url, process)
+            yield server._replace(worker_pids=tuple(server.stats()["worker_pids"]))
         finally:
             stop_process(process)
 

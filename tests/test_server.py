@@ -104,17 +104,20 @@ def test_stats_reset_needs_post(delay_server):
 
 
 def test_serves_delayed_requests_concurrently(delay_server):
-    """100 requests of 200 ms at once: concurrent takes ~0.2 s, a serialized server 20 s."""
+    """100 requests of 1 s at once: concurrent takes ~1 s, a serialized server 100 s.
+
+    1 s rather than less, so that on a loaded machine the last of the 100 threads still
+    starts before the first request ends (max_in_flight counts them all at once)."""
     delay_server.reset_stats()
-    requests, delay_s = 100, 0.2
+    requests, delay_s = 100, 1.0
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=requests) as pool:
-        statuses = list(pool.map(lambda _: get(delay_server.url_for("/delay?ms=200"))[0], range(requests)))
+        statuses = list(pool.map(lambda _: get(delay_server.url_for("/delay?ms=1000"))[0], range(requests)))
     elapsed = time.perf_counter() - started
     assert statuses == [200] * requests
     assert delay_server.stats()["max_in_flight"] == requests
     # A generous ratio, not a timing threshold: serialized would be 100x the delay.
-    assert elapsed < 10 * delay_s, f"100 concurrent 200 ms requests took {elapsed:.1f} s"
+    assert elapsed < 10 * delay_s, f"100 concurrent 1 s requests took {elapsed:.1f} s"
 
 
 def test_ready_line_is_the_only_output_and_stop_exits_0():

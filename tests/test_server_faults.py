@@ -1,5 +1,6 @@
 """Faults on purpose, bad clients and caps: the server answers what it should and never falls over."""
 
+import http.client
 import socket
 import time
 import urllib.request
@@ -133,16 +134,21 @@ def test_thousands_of_connections_opened_and_closed_at_once(delay_server):
 
 
 def test_connections_past_the_cap_get_503():
-    with running_delay_server(extra_args=("--max-connections", "3")) as server:
-        address = host_port(server)
-        held = [socket.create_connection(address, timeout=5) for _ in range(3)]
+    """The cap counts open connections over all workers, whichever worker holds them."""
+    with running_delay_server(extra_args=("--workers", "2", "--max-connections", "3")) as server:
+        held = []
         try:
-            answer = bad_request(address, b"GET /delay HTTP/1.1\r\nHost: x\r\n\r\n")
+            for _ in range(3):  # each answered once, so surely accepted, and kept open
+                connection = http.client.HTTPConnection(*host_port(server), timeout=10)
+                connection.request("GET", "/delay?ms=0")
+                assert connection.getresponse().read() == b""
+                held.append(connection)
+            answer = bad_request(host_port(server), b"GET /delay HTTP/1.1\r\nHost: x\r\n\r\n")
             assert answer.startswith(b"HTTP/1.1 503"), answer
             assert b"too many connections" in answer
         finally:
-            for sock in held:
-                sock.close()
+            for connection in held:
+                connection.close()
 
 
 def test_a_stalled_partial_request_is_cut_off_by_the_idle_timeout():

@@ -1,6 +1,5 @@
 """A row that measured the wrong thing says so: real failures and a real stalled server."""
 
-import os
 import signal
 import threading
 import time
@@ -43,9 +42,9 @@ def test_a_server_that_falls_behind_makes_the_row_invalid():
             deadline = time.monotonic() + 10
             while server.stats()["in_flight"] < requests and time.monotonic() < deadline:
                 time.sleep(0.005)
-            os.kill(server.process.pid, signal.SIGSTOP)
+            server.signal_all(signal.SIGSTOP)
             time.sleep(1.0)
-            os.kill(server.process.pid, signal.SIGCONT)
+            server.signal_all(signal.SIGCONT)
 
         with WorkerProcess(STRATEGIES["gevent-joinall"], CLIENTS["requests"], workload) as worker:
             recorder = RoundRecorder(worker, server)

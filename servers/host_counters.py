@@ -1,0 +1,43 @@
+"""Kernel counters the server reports about itself, so a client on another host can read them.
+
+The same logic as ``bench.kernel``, repeated on purpose: the server never imports ``bench``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_NETSTAT = Path("/proc/net/netstat")
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def listen_overflows() -> int:
+    """TcpExt ListenOverflows: connections dropped because an accept queue was full.
+
+    Counted for the whole network namespace, so another program's overflows show too.
+    """
+    lines = _NETSTAT.read_text().splitlines()
+    for header, values in zip(lines[::2], lines[1::2], strict=True):
+        if header.startswith("TcpExt:"):
+            fields = dict(zip(header.split()[1:], values.split()[1:], strict=True))
+            return int(fields["ListenOverflows"])
+    raise RuntimeError(f"{_NETSTAT} has no TcpExt ListenOverflows counter")
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    """User + system CPU time of these processes (all their threads), in clock ticks.
+
+    A pid that is 0 (a worker not started yet) or gone is skipped.
+    """
+    total = 0
+    for pid in pids:
+        if pid <= 0:
+            continue
+        try:
+            # Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total
