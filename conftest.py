@@ -2,9 +2,9 @@
 
 import pytest
 
-from bench.context import server_python_executable
+from bench.context import SERVER_INFO, server_python_executable
 from bench.options import BenchOptions, add_options
-from servers.process import running_delay_server
+from servers.process import ServerStartError, remote_delay_server, running_delay_server
 
 
 def pytest_addoption(parser):
@@ -25,7 +25,27 @@ def bench_options(pytestconfig) -> BenchOptions:
 
 
 @pytest.fixture(scope="session")
-def delay_server():
-    """The delay server in its own process, for the whole session (its Python: bench/context.py)."""
+def delay_server(pytestconfig):
+    """The delay server for the whole session: one started elsewhere (--bench-server-url), or
+    one in its own process here (its Python: bench/context.py)."""
+    if url := pytestconfig.getoption("bench_server_url"):
+        try:
+            server = remote_delay_server(url)
+        except ServerStartError as exc:
+            pytest.exit(f"--bench-server-url: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        yield _recorded(pytestconfig, server)
+        return
     with running_delay_server(python=server_python_executable()) as server:
-        yield server
+        yield _recorded(pytestconfig, server)
+
+
+def _recorded(config, server):
+    """Note in the saved run which server it used, its workers and the measured round trip."""
+    stats = server.stats()
+    config.stash[SERVER_INFO] = {
+        "url": server.base_url,
+        "started_by_suite": server.started_here,
+        "workers": stats.get("workers"),
+        "round_trip_ms": server.round_trip_ms(),
+    }
+    return server

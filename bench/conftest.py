@@ -10,6 +10,7 @@ from bench.context import run_context
 from bench.cpu_task import calibrate_spin
 from bench.interleave import RowRecord, run_interleaved
 from bench.options import BenchOptions
+from bench.preflight import Capacity, measure_capacity
 from bench.results import ResultsError, parse_run
 from bench.scenarios import CPU_TASK_MS, SCENARIOS, Shape
 from bench.summary import row_label
@@ -68,6 +69,8 @@ class Workloads:
         self.server = server
         self.request = request
         self._records: dict[Shape, dict] = {}
+        self.capacities: dict[Shape, Capacity] = {}
+        self.round_trip_ms = server.round_trip_ms()
 
     def workload(self, shape: Shape) -> Workload:
         cpu = shape.kind == "cpu"
@@ -80,11 +83,14 @@ class Workloads:
             cpu_iterations=self.request.getfixturevalue("cpu_iterations") if cpu else 0,
             timeout_s=self.options.timeout_s,
             fault_query=fault_query(self.options.fail_rate, self.options.drop_rate),
+            round_trip_ms=0.0 if cpu else self.round_trip_ms,
         )
 
     def record(self, shape: Shape, strategy, client) -> RowRecord:
         if shape not in self._records:
             rows = [(s, c) for s, c in shape.pairs(self.options) if not shape.skip_reason(s, c, self.options)]
+            if shape.kind == "io" and rows:
+                self._preflight(shape, rows)
             self._records[shape] = run_interleaved(
                 rows,
                 self.workload(shape),
@@ -93,6 +99,17 @@ class Workloads:
                 processes=self.options.processes,
             )
         return self._records[shape][row_label(strategy.name, client)]
+
+    def _preflight(self, shape: Shape, rows) -> None:
+        in_flight = max(s.fanout.max_in_flight(shape.requests, shape.concurrency) for s, _ in rows)
+        capacity = measure_capacity(self.server, self.workload(shape), in_flight)
+        self.capacities[shape] = capacity
+        plugins = self.request.config.pluginmanager
+        reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+        if reporter and capture:
+            with capture.global_and_fixture_disabled():
+                reporter.ensure_newline()
+                reporter.write_line(f"instrument, {shape.group}: {capacity.describe()}")
 
 
 @pytest.fixture(scope="session")

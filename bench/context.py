@@ -10,9 +10,14 @@ import subprocess
 import sys
 from importlib import metadata
 
+import pytest
+
 # bench.versions runs the suite under several Pythons against one delay server, run by the
 # interpreter named here, so that only the client's Python changes between the runs.
 SERVER_PYTHON_VARIABLE = "COROUTINE_BENCH_SERVER_PYTHON"
+
+# Which delay server the run used, set by the delay_server fixture (conftest.py).
+SERVER_INFO = pytest.StashKey[dict]()
 
 PACKAGES = (
     "gevent",
@@ -67,4 +72,5 @@ def run_context(config) -> dict:
         "versions": package_versions(),
         "client_python": python_of(sys.executable),
         "server_python": python_of(server_python_executable()),
+        "server": config.stash.get(SERVER_INFO, {}),
     }

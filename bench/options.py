@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from bench.clients import CLIENTS, DEFAULT_CLIENT
 from bench.scenarios import SCENARIOS
@@ -120,6 +121,19 @@ client_names = _names_from(CLIENTS, "client")
 scenario_names = _names_from(SCENARIOS, "scenario")
 
 
+def server_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme != "http" or not parts.hostname or parts.query or parts.path not in ("", "/"):
+        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT of a delay server, got {text!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not port:
+        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT with a port, got {text!r}")
+    return text.rstrip("/")
+
+
 def positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -221,6 +235,15 @@ def add_options(parser) -> None:
         action="store_true",
         help="at the end of the run, write report.md, report.html and PNG charts to results/report/ "
         "(the same as python -m bench.report on this run)",
+    )
+    group.addoption(
+        "--bench-server-url",
+        type=server_url,
+        default=None,
+        metavar="URL",
+        help="use a delay server started elsewhere (python -m servers.delay --host ... on another "
+        "host) instead of starting one here; every validity rule still applies, from its own /stats "
+        "(default: start one on 127.0.0.1)",
     )
     group.addoption(
         "--bench-fail-rate",

@@ -67,13 +67,16 @@ class RoundRecorder:
                 record["server_max_in_flight"] = stats["max_in_flight"]
                 record["server_requests"] = stats["served"] + faults
                 record["server_faults"] = faults
+                # The server's own count, from its network namespace: the one that holds its
+                # listen queue, wherever it runs (design rule 9).
+                record["listen_overflows"] = stats.get("listen_overflows", record["listen_overflows"])
         except (WorkerError, OSError, urllib.error.URLError) as exc:
             self._fail(f"could not finish the round's bookkeeping: {exc}", seconds=seconds)
             return
         self.rounds.append(record)
 
     def _check_server(self) -> None:
-        status = self.server.process.poll()
+        status = self.server.exit_status()
         if status is not None:
             raise OSError(f"the delay server exited (status {status}) during the run")
 

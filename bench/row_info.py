@@ -125,9 +125,26 @@ def row_info(
         ),
     }
     reasons = invalid_reasons(info, rounds, workload)
+    held = instrument_reasons(info, workload)
     info["valid"] = not reasons
     info["invalid_reason"] = "; ".join(reasons) or None
+    # Invalid only because the server could not keep up: the instrument's limit, not the row's.
+    info["instrument_limited"] = bool(held) and set(reasons) == set(held)
     return info
+
+
+def instrument_reasons(info: dict, workload: Workload) -> list[str]:
+    """The server fell behind, or its listen queue overflowed: the instrument, not the client, failed."""
+    reasons = []
+    lateness = info["server_lateness_p99_ms"]
+    if lateness is not None and lateness > lateness_limit_ms(workload.delay_ms):
+        reasons.append(
+            f"the server fell behind: its responses left {lateness:.0f} ms late (p99), "
+            f"over the {lateness_limit_ms(workload.delay_ms):.0f} ms allowed"
+        )
+    if info["listen_overflows"]:
+        reasons.append(f"the kernel dropped {info['listen_overflows']} connections on a full listen queue")
+    return reasons
 
 
 def invalid_reasons(info: dict, rounds: list[dict], workload: Workload) -> list[str]:
@@ -146,12 +163,7 @@ def invalid_reasons(info: dict, rounds: list[dict], workload: Workload) -> list[
             f"{sum(r['errors'] for r in failed)} of {n * len(rounds)} requests failed "
             f"in {len(failed)} of {len(rounds)} rounds: {why}"
         )
-    lateness = info["server_lateness_p99_ms"]
-    if lateness is not None and lateness > lateness_limit_ms(workload.delay_ms):
-        reasons.append(
-            f"the server fell behind: its responses left {lateness:.0f} ms late (p99), "
-            f"over the {lateness_limit_ms(workload.delay_ms):.0f} ms allowed"
-        )
+    reasons += instrument_reasons(info, workload)
     sent = [r["server_requests"] for r in rounds if r.get("server_requests") is not None]
     if any(count != n for count in sent):
         reasons.append(
@@ -160,6 +172,4 @@ def invalid_reasons(info: dict, rounds: list[dict], workload: Workload) -> list[
     faults = [(r["errors"], r["server_faults"]) for r in rounds if r.get("server_faults") is not None]
     if any(errors < injected for errors, injected in faults):
         reasons.append(f"the client counted fewer errors than the server injected faults: {faults}")
-    if info["listen_overflows"]:
-        reasons.append(f"the kernel dropped {info['listen_overflows']} connections on a full listen queue")
     return reasons

@@ -289,6 +289,10 @@ def render(rows: list[Row]) -> list[str]:
     out = []
     for group, members in groupby(sorted(rows, key=lambda r: r.group), key=lambda r: r.group):
         members = list(members)
+        if capacity := next(
+            (r.info.get("instrument_capacity") for r in members if r.info.get("instrument_capacity")), None
+        ):
+            out += ["", f"instrument: {capacity}"]
         out += ["", f"memory, CPU and latency per round: {group}"]
         out += memory_table(members)
         out += [

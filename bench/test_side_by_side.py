@@ -18,7 +18,6 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_optio
         pytest.skip(f"{label} on {shape.group}: {reason}")
     benchmark.group = shape.group
     record = workloads.record(shape, strategy, client)
-    hand_over(benchmark, [r["timed_seconds"] for r in record.rounds if r["timed_seconds"] is not None])
     info = row_info(
         strategy,
         client,
@@ -28,6 +27,11 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_optio
         record.rounds,
         scenario=shape.scenario,
     )
+    capacity = workloads.capacities.get(shape)
+    if capacity and (reason := capacity.skip_reason(info)):
+        pytest.skip(f"{label} on {shape.group}: {reason}")  # not handed over: nothing saved
+    hand_over(benchmark, [r["timed_seconds"] for r in record.rounds if r["timed_seconds"] is not None])
+    info["instrument_capacity"] = capacity.describe() if capacity else None
     benchmark.extra_info.update(info, timeline=record.timeline)
     if not info["valid"]:
         pytest.fail(f"{label}: INVALID: {info['invalid_reason']}")

@@ -32,6 +32,9 @@ class Workload:
     cpu_iterations: int = 0
     # Faults the server injects on purpose (--bench-fail-rate, --bench-drop-rate), e.g. "&fail=0.2".
     fault_query: str = ""
+    # A GET with no delay, measured before the run: on loopback a fraction of a ms, to a
+    # server on another host the network's round trip, which every wave of requests pays.
+    round_trip_ms: float = 0.0
 
     @property
     def url(self) -> str:
@@ -49,8 +52,8 @@ class Workload:
         return [f"{self.base_url}/delay?ms=0"] * min(self.requests, in_flight)
 
     def ideal_seconds(self, max_in_flight: int) -> float:
-        """The wall time if only the server's delay cost anything: ceil(N / C) waves of D."""
-        return math.ceil(self.requests / max_in_flight) * self.delay_ms / 1000
+        """The wall time if only the server's delay and the round trip cost anything: ceil(N / C) waves."""
+        return math.ceil(self.requests / max_in_flight) * (self.delay_ms + self.round_trip_ms) / 1000
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -35,10 +35,30 @@ class ServerStartError(RuntimeError):
 
 
 class DelayServer(NamedTuple):
+    """A running delay server: one this process started (``process``), or one elsewhere (None)."""
+
     base_url: str
-    process: subprocess.Popen
+    process: subprocess.Popen | None
     # The worker processes that serve (``process`` only supervises them), read once at start.
     worker_pids: tuple[int, ...] = ()
+
+    @property
+    def started_here(self) -> bool:
+        return self.process is not None
+
+    def exit_status(self) -> int | None:
+        """The server's exit status if it has exited; None while it runs (or runs elsewhere)."""
+        return self.process.poll() if self.process is not None else None
+
+    def round_trip_ms(self, samples: int = 5) -> float:
+        """The median time of a GET that asks for no delay: the network's share of every request."""
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            with urllib.request.urlopen(self.url_for("/delay?ms=0"), timeout=5) as response:
+                response.read()
+            times.append((time.perf_counter() - started) * 1000)
+        return sorted(times)[len(times) // 2]
 
     def url_for(self, path: str) -> str:
         return self.base_url + path
@@ -55,6 +75,8 @@ class DelayServer(NamedTuple):
     def signal_all(self, signum: int) -> None:
         """Signal the workers and the parent, e.g. SIGSTOP then SIGCONT to freeze the whole
         server: a signal to ``process`` alone reaches only the supervisor, not the workers."""
+        if self.process is None:
+            raise RuntimeError(f"the delay server at {self.base_url} was not started here")
         for pid in (*self.worker_pids, self.process.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
@@ -133,3 +155,18 @@ def stop_process(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -
     for stream in (process.stdin, process.stdout):
         if stream:
             stream.close()
+
+
+def remote_delay_server(url: str) -> DelayServer:
+    """A delay server started elsewhere (``python -m servers.delay --host ...`` on another host).
+
+    Its /stats must answer, with this server's keys, or the suite would judge rows blind.
+    """
+    server = DelayServer(url.rstrip("/"), None)
+    try:
+        stats = server.stats()
+    except (OSError, ValueError) as exc:
+        raise ServerStartError(f"no delay server answers at {url}: {exc}") from None
+    if not isinstance(stats, dict) or "lateness_ms" not in stats or "listen_overflows" not in stats:
+        raise ServerStartError(f"{url}/stats is not this suite's delay server (python -m servers.delay)")
+    return server

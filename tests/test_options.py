@@ -32,6 +32,14 @@ from servers.process import PROJECT_ROOT
         ("--bench-timeout-s=-1", "argument --bench-timeout-s: must be > 0, got -1"),
         ("--bench-client=raw,curl", "argument --bench-client: unknown client 'curl'"),
         (
+            "--bench-server-url=ftp://127.0.0.1:8000",
+            "argument --bench-server-url: expected http://HOST:PORT of a delay server, got 'ftp://127.0.0.1:8000'",
+        ),
+        (
+            "--bench-server-url=http://127.0.0.1",
+            "argument --bench-server-url: expected http://HOST:PORT with a port, got 'http://127.0.0.1'",
+        ),
+        (
             "--bench-client=aiohttp",
             "--bench-client aiohttp leaves sequential, threads, threadpool, gevent-joinall, gevent-pool with no client",
         ),
@@ -61,7 +69,7 @@ def test_every_option_has_help_text(pytestconfig):
         for action in pytestconfig._parser.optparser._actions  # the parser pytest built
         if any(flag.startswith("--bench-") for flag in action.option_strings)
     ]
-    assert len(options) == 13
+    assert len(options) == 14
     for action in options:
         assert action.help and len(action.help) > 30, action.option_strings
         if action.default not in (None, False):

@@ -1,0 +1,109 @@
+"""The instrument certifies itself: what burst the delay server holds here, before a workload runs.
+
+Before each IO workload, the cheapest client (raw, on asyncio: it opens connections fastest,
+so its burst is the hardest) sends the workload's largest in-flight count at its delay, once;
+if the server answers late (``row_info.lateness_limit_ms``), overflows its listen queue or
+fails a request, the burst is halved and tried again, a few times at most. The largest burst
+held is the measured capacity, printed before the workload and recorded in its rows.
+
+The capacity never skips a row by itself: a row runs, and only if it then comes out invalid
+*because the server fell behind* while it had more requests in flight than the capacity is
+it reported as skipped, with the capacity, instead of INVALID (design rule 9). A row that
+stays valid is kept, whatever the capacity said; a row that fails for any other reason is
+INVALID as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from bench.clients import CLIENTS
+from bench.rounds import RoundRecorder
+from bench.row_info import lateness_limit_ms
+from bench.strategies import STRATEGIES
+from bench.worker_process import WorkerError, WorkerProcess
+from bench.workload import Workload
+
+BURST_STRATEGY, BURST_CLIENT = "asyncio-gather", "raw"
+# Each halving costs one burst (about the delay plus a second here); three keep it cheap.
+ATTEMPTS = 3
+README_SECTION = "README, 'The instrument's capacity'"
+
+
+@dataclass
+class Capacity:
+    delay_ms: int
+    asked: int  # the workload's largest in-flight count
+    held: int = 0  # the largest burst the server held (0: none of the bursts tried)
+    bursts: list[dict] = field(default_factory=list)  # what each burst measured
+
+    def describe(self) -> str:
+        if self.held >= self.asked:
+            verdict = f"holds {self.asked} in flight"
+        else:
+            verdict = (
+                f"holds {self.held} in flight, not {self.asked}" if self.held else "held none of the bursts"
+            )
+        tried = "; ".join(
+            f"{b['in_flight']}: lateness p99 {b['lateness_p99_ms']:.0f} ms, {b['overflows']} overflows, "
+            f"{b['errors']} errors"
+            for b in self.bursts
+        )
+        return f"the delay server {verdict} at {self.delay_ms} ms (raw bursts: {tried})"
+
+    def skip_reason(self, info: dict) -> str | None:
+        """Why a row that came out invalid is the instrument's limit, not the row's; None if it is not."""
+        in_flight = info.get("client_max_in_flight") or 0
+        if info.get("instrument_limited") and in_flight > self.held:
+            return (
+                f"the instrument cannot hold it: {in_flight} in flight, beyond what the preflight "
+                f"measured ({self.describe()}); the row said: {info['invalid_reason']}. See {README_SECTION}"
+            )
+        return None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure_capacity(server, workload: Workload, in_flight: int) -> Capacity:
+    capacity = Capacity(workload.delay_ms, in_flight)
+    n = in_flight
+    for _ in range(ATTEMPTS):
+        burst = _burst(server, replace(workload, requests=n, concurrency=n, fault_query=""))
+        capacity.bursts.append(burst)
+        if burst["held"]:
+            capacity.held = n
+            break
+        n //= 2
+        if n < 1:
+            break
+    return capacity
+
+
+def _burst(server, workload: Workload) -> dict:
+    result = {
+        "in_flight": workload.requests,
+        "lateness_p99_ms": 0.0,
+        "overflows": 0,
+        "errors": workload.requests,
+    }
+    try:
+        with WorkerProcess(STRATEGIES[BURST_STRATEGY], CLIENTS[BURST_CLIENT], workload) as worker:
+            recorder = RoundRecorder(worker, server)
+            recorder.warm_up()
+            recorder.record_round()
+    except WorkerError as exc:
+        return result | {"held": False, "failure": str(exc)}
+    [record] = recorder.rounds
+    result.update(
+        lateness_p99_ms=record.get("server_lateness_p99_ms") or 0.0,
+        overflows=record.get("listen_overflows") or 0,
+        errors=record["errors"],
+    )
+    result["held"] = (
+        not recorder.failure
+        and result["errors"] == 0
+        and result["overflows"] == 0
+        and result["lateness_p99_ms"] <= lateness_limit_ms(workload.delay_ms)
+    )
+    return result
