@@ -44,7 +44,9 @@ class RoundRecorder:
             if self.server:
                 self._check_server()
                 self.server.reset_stats()
-            overflows_before = kernel.listen_overflows()
+            # Only a server has a listen queue: the CPU-bound control, which has none, would
+            # count other programs' overflows (the counter covers the whole network namespace).
+            overflows_before = kernel.listen_overflows() if self.server else 0
         except (OSError, urllib.error.URLError) as exc:
             self._fail(f"could not read the delay server before the round: {exc}", seconds=None)
             return
@@ -58,7 +60,7 @@ class RoundRecorder:
         seconds = time.perf_counter() - started
         try:
             record = measured | self.worker.details() | {"timed_seconds": seconds, "process": self.process}
-            record["listen_overflows"] = kernel.listen_overflows() - overflows_before
+            record["listen_overflows"] = kernel.listen_overflows() - overflows_before if self.server else 0
             if self.server:
                 self._check_server()
                 stats = self.server.stats()
