@@ -138,7 +138,7 @@ def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[
         blocks.append(("p", "Memory, CPU and latency per round:"))
         blocks.append(("table", MEMORY_COLUMNS, [memory_cells(row.info) for row in rows]))
         blocks.append(
-            ("p", "Verdicts (median wall time; 95% CI: bootstrap over worker processes, then rounds):")
+            ("p", "Verdicts (median wall time; intervals over worker processes, 95% for the whole table):")
         )
         blocks.append(("list", verdict_lines(rows)))
         split = decomposition(rows)

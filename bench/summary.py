@@ -158,8 +158,19 @@ def reference_for(row: Row, rows: list[Row]) -> Row | None:
     return next((r for r in sequential if r.client == row.client), sequential[0] if sequential else None)
 
 
+def _compared_with_reference(row: Row, rows: list[Row]) -> Row | None:
+    """The valid sequential row this row's speedup is taken against; None for the reference itself."""
+    reference = reference_for(row, rows)
+    if not row.valid or reference is None or not reference.valid or reference is row:
+        return None
+    return reference
+
+
 def verdict_lines(rows: list[Row]) -> list[str]:
     width = max(len(row.label) for row in rows) + 1
+    pairs = head_to_heads(rows)
+    # Every interval printed for this workload shares one 95% (README, "Verdicts").
+    comparisons = sum(_compared_with_reference(row, rows) is not None for row in rows) + len(pairs)
     lines = []
     for row in rows:
         info = row.info
@@ -180,18 +191,17 @@ def verdict_lines(rows: list[Row]) -> list[str]:
                 f"; cpu-bound: {info['client_max_in_flight']} of {info['max_in_flight_allowed']} in flight"
             )
         reference = reference_for(row, rows)
-        if row.strategy == REFERENCE and row.client == (reference.client if reference else None):
+        if reference is row:
             lines.append(f"{label} the reference ({facts})")
         elif reference is None:
             lines.append(f"{label} no speedup: sequential was not run ({facts})")
         elif not reference.valid:
             lines.append(f"{label} no speedup: {reference.label} is INVALID ({facts})")
         else:
-            verdict = speedup(reference.round_groups, row.round_groups).describe(reference.label)
+            verdict = speedup(reference.round_groups, row.round_groups, comparisons).describe(reference.label)
             lines.append(f"{label} {verdict}, {facts}")
-    pairs = head_to_heads(rows)
     lines += [
-        f"{b.label} vs {a.label}: {speedup(a.round_groups, b.round_groups).describe(a.label)}"
+        f"{b.label} vs {a.label}: {speedup(a.round_groups, b.round_groups, comparisons).describe(a.label)}"
         for a, b in pairs
     ]
     if any(a.client != b.client and a.strategy != b.strategy for a, b in pairs):
@@ -297,7 +307,7 @@ def render(rows: list[Row]) -> list[str]:
         out += memory_table(members)
         out += [
             "",
-            f"verdicts (median wall time; 95% CI: bootstrap over worker processes, then rounds): {group}",
+            f"verdicts (median wall time; intervals over worker processes, 95% for the whole table): {group}",
         ]
         out += verdict_lines(members)
         split = decomposition(members)

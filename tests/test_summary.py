@@ -147,7 +147,7 @@ def test_no_speedup_without_a_valid_reference():
 def test_render_prints_both_tables_per_group():
     text = "\n".join(render([row("sequential", [1.0, 1.0]), row("gevent-pool", [0.5, 0.5])]))
     assert "memory, CPU and latency per round: io" in text
-    assert "verdicts (median wall time; 95% CI: bootstrap over worker processes, then rounds): io" in text
+    assert "verdicts (median wall time; intervals over worker processes, 95% for the whole table): io" in text
     assert "gevent-pool[requests]: 2.0x faster than sequential[requests]" in text
 
 
