@@ -10,7 +10,7 @@ import statistics
 from dataclasses import dataclass
 from itertools import groupby
 
-from bench.strategies import STRATEGIES, TWIN_SUFFIX
+from bench.strategies import TWIN_SUFFIX
 from bench.verdicts import speedup
 
 REFERENCE = "sequential"
@@ -220,7 +220,9 @@ def head_to_heads(rows: list[Row]) -> list[tuple[Row, Row]]:
     """
     valid = [row for row in rows if row.valid]
     pairs = []
-    twins = [(name.removesuffix(TWIN_SUFFIX), name) for name in STRATEGIES if name.endswith(TWIN_SUFFIX)]
+    # The A/A check's twins (bench/strategies, COROUTINE_BENCH_AA_TWIN), from the rows themselves.
+    names = dict.fromkeys(row.strategy for row in valid)
+    twins = [(name.removesuffix(TWIN_SUFFIX), name) for name in names if name.endswith(TWIN_SUFFIX)]
     for slower, faster in PEERS + twins:
         a_rows = [r for r in valid if r.strategy == slower]
         b_rows = [r for r in valid if r.strategy == faster]
