@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bench.clients import ASYNCIO, CLIENTS, clients_for
+from bench.clients import BLOCKING, CLIENTS, clients_for
 from bench.strategies import STRATEGIES, Fanout
 from bench.worker_process import PROJECT_ROOT, WorkerError, WorkerProcess
 from bench.workload import Workload
@@ -37,14 +37,24 @@ def test_isolation_threads_and_in_flight_caps(strategy, overlapping_workload, de
 
     assert (result["ok"], result["errors"]) == (REQUESTS, 0)
     assert result["monkey_patched"] is strategy.gevent
-    assert server_in_flight == strategy.fanout.max_in_flight(REQUESTS, CONCURRENCY)
+    in_flight = strategy.fanout.max_in_flight(REQUESTS, CONCURRENCY)
+    assert server_in_flight == in_flight
     threads = result["os_threads_peak"]
-    if strategy.gevent or strategy.api == ASYNCIO or strategy.fanout is Fanout.ONE:
-        assert threads == 1, "greenlets, asyncio tasks and sequential code need no OS thread but the main one"
-    elif strategy.fanout is Fanout.POOL:
-        assert threads == CONCURRENCY + 1
+    if strategy.processes:
+        # C processes of one thread each, and the worker's: main, the pool's manager and its queue feeder.
+        assert (result["processes_peak"], threads) == (CONCURRENCY + 1, CONCURRENCY + 3)
+        return
+    assert result["processes_peak"] == 1
+    if strategy.loop == "uvloop":
+        # aiohttp connects with loop.sock_connect, which uvloop resolves (even 127.0.0.1) in
+        # libuv's thread pool: UV_THREADPOOL_SIZE, 4 by default (uvloop/loop.pyx, sock_connect).
+        assert threads == 1 + 4
+    elif strategy.gevent or strategy.api != BLOCKING or strategy.fanout is Fanout.ONE:
+        assert threads == 1, (
+            "greenlets, asyncio and trio tasks and sequential code need no OS thread but the main one"
+        )
     else:
-        assert threads == REQUESTS + 1
+        assert threads == in_flight + 1, "one OS thread per request in flight"
 
 
 def test_worker_refuses_a_gevent_strategy_without_the_patch(delay_server):
