@@ -58,8 +58,17 @@ class WorkerProcess:
     ``client`` is None for the CPU-bound control, which sends no requests.
     """
 
-    def __init__(self, strategy: Strategy, client: Client | None, workload: Workload) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        client: Client | None,
+        workload: Workload,
+        sample_interval_s: float = THREAD_SAMPLE_INTERVAL_S,
+    ) -> None:
         self.strategy = strategy
+        # How often a round looks at the worker's threads; dozens of workers driven from one
+        # process (the tests' matrix) look less often, or their polling starves that process.
+        self.sample_interval_s = sample_interval_s
         self.client = client
         self.workload = workload
         self.monkey_patched: bool | None = None
@@ -135,7 +144,9 @@ class WorkerProcess:
         """
         started = time.perf_counter()
         threads_peak = [0]
-        tree = process_tree.TreeSampler(self.pid, self.strategy.processes, TREE_SAMPLE_INTERVAL_S)
+        tree = process_tree.TreeSampler(
+            self.pid, self.strategy.processes, max(TREE_SAMPLE_INTERVAL_S, self.sample_interval_s)
+        )
 
         def on_idle() -> None:
             self._sample_threads(threads_peak)
@@ -186,7 +197,7 @@ class WorkerProcess:
             pass  # the worker is exiting; _read_message reports that
 
     def _read_message(self, deadline: float, on_idle=None) -> dict:
-        timeout = THREAD_SAMPLE_INTERVAL_S if on_idle else None
+        timeout = self.sample_interval_s if on_idle else None
         while b"\n" not in self._buffer:
             if time.monotonic() > deadline:
                 self._process.kill()
