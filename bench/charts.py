@@ -22,7 +22,8 @@ from bench.summary import REFERENCE, Row
 
 WIDTH_IN, DPI = 10, 100  # 1000 px wide
 MIB = 1024 * 1024
-_PALETTE = plt.get_cmap("tab10").colors
+# tab10 and then tab20's lighter shades: a colour of its own for each of up to 20 strategies.
+_PALETTE = plt.get_cmap("tab10").colors + plt.get_cmap("tab20").colors[1::2]
 COLOURS = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(STRATEGIES)}
 # Lines that coincide (the pools take the same time) stay apart by their markers.
 _MARKERS = "osD^vPX*"

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# How a row's memory was measured (its extra_info's memory_method).
+VMHWM = "VmHWM: the worker's resident high-water mark"
+SUMMED_PSS = "summed PSS of the worker and its processes, sampled every 20 ms or more"
+
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 

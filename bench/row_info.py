@@ -42,6 +42,10 @@ def _worst(rounds: list[dict], key: str):
     return max(values) if values else None
 
 
+def _first(rounds: list[dict], key: str):
+    return next((r[key] for r in rounds if r.get(key) is not None), None)
+
+
 def _median(rounds: list[dict], key: str):
     values = [r[key] for r in rounds if r.get(key) is not None]
     return statistics.median(values) if values else None
@@ -100,6 +104,11 @@ def row_info(
         "cpu_seconds": cpu_seconds,
         "cpu_per_request_ms": _ratio(cpu_seconds, n / 1000),
         "os_threads_peak": _worst(complete, "os_threads_peak"),
+        "processes_peak": _worst(complete, "processes_peak"),
+        # The worker's own VmHWM figure, where the row's figure is its tree's (summed PSS).
+        "worker_peak_rss_above_idle_bytes": _worst(complete, "worker_peak_rss_above_idle_bytes"),
+        "memory_method": _first(complete, "memory_method"),
+        "event_loop": _first(complete, "event_loop"),
         "monkey_patched": monkey_patched,
         "client_max_in_flight": client_in_flight,
         "latency_p50_ms": _median(complete, "latency_p50_ms"),

@@ -10,6 +10,7 @@ import statistics
 from dataclasses import dataclass
 from itertools import groupby
 
+from bench.memory import SUMMED_PSS
 from bench.strategies import TWIN_SUFFIX
 from bench.verdicts import speedup
 
@@ -21,6 +22,15 @@ PEERS = [
     ("threadpool", "gevent-pool"),
     ("gevent-joinall", "asyncio-gather"),
     ("gevent-pool", "asyncio-bounded"),
+    # The models users pick instead: another loop under the same asyncio code, another
+    # library's tasks, C processes in place of C threads or greenlets, and to_thread's default
+    # executor against a pool sized to C.
+    ("asyncio-gather", "asyncio-uvloop"),
+    ("asyncio-gather", "trio-nursery"),
+    ("asyncio-bounded", "trio-bounded"),
+    ("threadpool", "processpool"),
+    ("gevent-pool", "processpool"),
+    ("threadpool", "asyncio-to-thread"),
 ]
 # The floor of client cost (bench/clients/raw.py): a model's own cost is its cost with this client.
 FLOOR_CLIENT = "raw"
@@ -97,6 +107,8 @@ def notes(info: dict) -> str:
         )
     if info["monkey_patched"]:
         marks.append("patched")
+    if info.get("memory_method") == SUMMED_PSS:
+        marks.append(f"memory: summed PSS of {info['processes_peak']} processes")
     return ", ".join(marks)
 
 
@@ -111,6 +123,7 @@ MEMORY_COLUMNS = (
     "CPU/request",
     "p50/p99 ms",
     "OS threads",
+    "processes",
     "ok/errors",
     "notes",
 )
@@ -128,6 +141,7 @@ def memory_cells(info: dict) -> tuple[str, ...]:
         "-" if info["cpu_per_request_ms"] is None else f"{info['cpu_per_request_ms']:.2f} ms",
         f"{_ms(info['latency_p50_ms'])}/{_ms(info['latency_p99_ms'])}",
         str(info["os_threads_peak"] if info["os_threads_peak"] is not None else "-"),
+        str(info.get("processes_peak") or "-"),
         f"{info['ok']}/{info['errors']}",
         notes(info),
     )

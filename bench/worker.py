@@ -17,7 +17,8 @@ EOF on stdin ends it. Imports, the HTTP session and the URLs are made before ``r
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import importlib
 import json
 import os
 import resource
@@ -27,13 +28,13 @@ import threading
 import time
 from collections import Counter
 
-from bench import memory
-from bench.clients import ASYNCIO, CLIENTS, NO_CLIENT, Client
+from bench import loops, memory, process_tree
+from bench.clients import BLOCKING, CLIENTS, NO_CLIENT, Client
 from bench.cpu_task import cpu_task
 from bench.strategies import STRATEGIES, Strategy
 from bench.timeline import round_details
 from bench.workload import Workload, describe_error
-from servers.lifetime import die_with_parent
+from servers.lifetime import PARENT_PID_VARIABLE, die_with_parent
 
 # Distinct error messages kept per round: enough to act on, bounded however many failed.
 ERROR_SAMPLES = 3
@@ -51,8 +52,20 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def pool_process_fetch(client_module: str | None, workload: Workload):
+    """A pool process's own client, made by the pool's initializer: one request at a time.
+
+    Module-level, so the pool can pickle it; the process dies with the worker, as the worker
+    dies with its parent (the worker set itself as the parent to check against).
+    """
+    die_with_parent()
+    if client_module is None:
+        return cpu_task(workload, asynchronous=False)
+    return importlib.import_module(client_module).blocking_fetch(workload, 1)
+
+
 class Runner:
-    """One strategy bound to its client's fetch, its URLs and (for asyncio) its event loop."""
+    """One strategy bound to its client's fetch, its URLs and (if it has one) its event loop."""
 
     def __init__(self, strategy: Strategy, client: Client | None, workload: Workload) -> None:
         self.urls = workload.urls()
@@ -60,15 +73,24 @@ class Runner:
         in_flight = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
         self.warmup_urls = workload.warmup_urls(in_flight)
         self.module = strategy.load()
-        asynchronous = strategy.api == ASYNCIO
-        self.loop = asyncio.new_event_loop() if asynchronous else None
+        asynchronous = strategy.api != BLOCKING
+        self.loop = loops.new_loop(strategy.loop) if strategy.loop else None
+        self.processes = strategy.processes
+        self.pool = None  # a process pool, opened by the first round (the warm-up) and kept
         pool_size = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
-        if client is None:
+        if strategy.processes:
+            # What each pool process calls to make its client. One client made here first
+            # imports the library before the fork, as a script importing it at the top would.
+            if client is not None:
+                client.fetch_factory(BLOCKING)(workload, 1)
+            self.fetch = functools.partial(pool_process_fetch, client and client.module, workload)
+        elif client is None:
             self.fetch = cpu_task(workload, asynchronous=asynchronous)
         elif asynchronous:
-            self.fetch = self.loop.run_until_complete(client.fetch_factory(ASYNCIO)(workload, pool_size))
+            self.fetch = self.loop.run_until_complete(client.fetch_factory(strategy.api)(workload, pool_size))
         else:
-            self.fetch = client.fetch_factory(strategy.api)(workload, pool_size)
+            self.fetch = client.fetch_factory(BLOCKING)(workload, pool_size)
+        self.event_loop = self.loop.run_until_complete(loops.running_loop()) if self.loop else None
         self.last_outcomes: list = []
         self.last_started = 0.0
         self.last_error: str | None = None
@@ -77,6 +99,10 @@ class Runner:
         self.straggler_timeout_s = 2 * workload.timeout_s + workload.delay_ms / 1000
 
     def send_all(self, urls: list[str]) -> list:
+        if self.processes:
+            if self.pool is None:
+                self.pool = self.module.open_pool(self.fetch, self.concurrency)
+            return self.module.run(self.pool, urls, self.concurrency)
         if self.loop:
             return self.loop.run_until_complete(self.module.run(self.fetch, urls, self.concurrency))
         return self.module.run(self.fetch, urls, self.concurrency)
@@ -89,6 +115,12 @@ class Runner:
             "peak_rss_bytes": memory.peak_rss_bytes() - self.rss_before,
         }
 
+    def cpu_seconds(self) -> float:
+        """The worker's CPU time, and its pool processes' (alive across rounds, so never reaped)."""
+        if self.processes:
+            return cpu_seconds() + process_tree.descendants_cpu_seconds(os.getpid())
+        return cpu_seconds()
+
     def prepare_round(self) -> None:
         """Reset the memory high-water mark while idle, so the round's own timer need not wait.
 
@@ -100,7 +132,7 @@ class Runner:
 
     def run_round(self) -> dict:
         rss_before = self.rss_before
-        cpu_before = cpu_seconds()
+        cpu_before = self.cpu_seconds()
         started = time.perf_counter()
         round_error = None
         try:
@@ -109,7 +141,7 @@ class Runner:
             outcomes, round_error = [], describe_error(exc)
             self._wait_for_stragglers()
         wall_seconds = time.perf_counter() - started
-        cpu = cpu_seconds() - cpu_before
+        cpu = self.cpu_seconds() - cpu_before
         peak_rss = memory.peak_rss_bytes()
 
         self.last_outcomes, self.last_started, self.last_error = outcomes, started, round_error
@@ -149,6 +181,8 @@ class Runner:
             time.sleep(0.05)
 
     def close(self) -> None:
+        if self.pool:
+            self.pool.shutdown()
         if self.loop:
             if closer := getattr(self.fetch, "aclose", None):
                 self.loop.run_until_complete(closer())
@@ -161,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     client = CLIENTS[client_name] if client_name != NO_CLIENT else None
     workload = Workload.from_dict(json.loads(workload_json))
     die_with_parent()
+    # From here on this process is the parent its own children (a pool's processes) die with.
+    os.environ[PARENT_PID_VARIABLE] = str(os.getpid())
 
     # The protocol owns the real stdout; anything else printing lands on stderr instead.
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
@@ -201,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one descriptor per open connection
 
     runner = Runner(strategy, client, workload)
-    send({"ready": True, "pid": os.getpid(), "monkey_patched": patched})
+    send({"ready": True, "pid": os.getpid(), "monkey_patched": patched, "event_loop": runner.event_loop})
     for line in sys.stdin:
         command = line.strip()
         if command == "round":

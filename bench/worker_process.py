@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import memory, process_tree
 from bench.clients import NO_CLIENT, Client
 from bench.strategies import Strategy
 from bench.workload import Workload
@@ -26,6 +27,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 30.0
 # Short-lived threads are only seen if we look often; one read of /proc costs ~20 µs.
 THREAD_SAMPLE_INTERVAL_S = 0.001
+# The worker's whole tree (its processes, their threads, and for a pool of processes their PSS):
+# a process pool's members live across rounds, so a slower look still sees every one of them.
+TREE_SAMPLE_INTERVAL_S = 0.020
 # On top of the worst case where every wave of requests runs into its timeout.
 ROUND_DEADLINE_SLACK_S = 30.0
 # Sorting and summarizing even 10,000 requests takes well under a second.
@@ -54,11 +58,23 @@ class WorkerProcess:
     ``client`` is None for the CPU-bound control, which sends no requests.
     """
 
-    def __init__(self, strategy: Strategy, client: Client | None, workload: Workload) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        client: Client | None,
+        workload: Workload,
+        sample_interval_s: float = THREAD_SAMPLE_INTERVAL_S,
+    ) -> None:
         self.strategy = strategy
+        # How often a round looks at the worker's threads; dozens of workers driven from one
+        # process (the tests' matrix) look less often, or their polling starves that process.
+        self.sample_interval_s = sample_interval_s
         self.client = client
         self.workload = workload
         self.monkey_patched: bool | None = None
+        self.event_loop: str | None = None  # what the worker found running its coroutines
+        # A pool of processes is measured by the PSS of its whole tree (design rule 6).
+        self._pss_idle = self._pss_before = None
         self._process: subprocess.Popen | None = None
         self._selector = selectors.DefaultSelector()
         self._buffer = b""
@@ -84,6 +100,9 @@ class WorkerProcess:
             if not ready.get("ready"):
                 raise WorkerError(f"{self.strategy.name} worker sent {ready} instead of its ready line")
             self.monkey_patched = ready["monkey_patched"]
+            self.event_loop = ready.get("event_loop")
+            if self.strategy.processes:  # before the pool exists: the worker alone
+                self._pss_idle = self._pss_before = process_tree.sample(self.pid, with_pss=True).pss_bytes
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -118,14 +137,32 @@ class WorkerProcess:
         return waves * per_wave + ROUND_DEADLINE_SLACK_S
 
     def run_round(self) -> dict:
-        """Run one round; the result carries the worker's figures plus the OS threads we saw."""
+        """Run one round; the result carries the worker's figures plus the OS threads we saw.
+
+        For a pool of processes, its memory figures are those of the whole tree (summed PSS);
+        the worker's own VmHWM figure is kept beside them.
+        """
         started = time.perf_counter()
         threads_peak = [0]
-        result = self._ask(
-            "round", self.round_deadline_s(), on_idle=lambda: self._sample_threads(threads_peak)
+        tree = process_tree.TreeSampler(
+            self.pid, self.strategy.processes, max(TREE_SAMPLE_INTERVAL_S, self.sample_interval_s)
         )
+
+        def on_idle() -> None:
+            self._sample_threads(threads_peak)
+            tree.sample_if_due()
+
+        result = self._ask("round", self.round_deadline_s(), on_idle=on_idle)
         result["round_trip_seconds"] = time.perf_counter() - started
-        result["os_threads_peak"] = threads_peak[0]
+        result["os_threads_peak"] = max(threads_peak[0], tree.threads_peak)
+        result["processes_peak"] = tree.processes_peak
+        result["event_loop"] = self.event_loop
+        result["memory_method"] = memory.VMHWM
+        if self.strategy.processes and tree.pss_peak_bytes is not None:
+            result["worker_peak_rss_above_idle_bytes"] = result["peak_rss_above_idle_bytes"]
+            result["peak_rss_bytes"] = tree.pss_peak_bytes - self._pss_before
+            result["peak_rss_above_idle_bytes"] = tree.pss_peak_bytes - self._pss_idle
+            result["memory_method"] = memory.SUMMED_PSS
         return result
 
     def warm_up(self) -> dict:
@@ -138,7 +175,11 @@ class WorkerProcess:
 
     def details(self, timeline: bool = False) -> dict:
         """The last round's ok/errors, latency and in-flight; with ``timeline``, every request's span."""
-        return self._ask("timeline" if timeline else "details", DETAILS_TIMEOUT_S)
+        answer = self._ask("timeline" if timeline else "details", DETAILS_TIMEOUT_S)
+        if self.strategy.processes:
+            # The next round starts from here: sampled now, outside the timed round.
+            self._pss_before = process_tree.sample(self.pid, with_pss=True).pss_bytes
+        return answer
 
     def _ask(self, command: str, timeout_s: float, on_idle=None) -> dict:
         try:
@@ -160,7 +201,7 @@ class WorkerProcess:
             pass  # the worker is exiting; _read_message reports that
 
     def _read_message(self, deadline: float, on_idle=None) -> dict:
-        timeout = THREAD_SAMPLE_INTERVAL_S if on_idle else None
+        timeout = self.sample_interval_s if on_idle else None
         while b"\n" not in self._buffer:
             if time.monotonic() > deadline:
                 self._process.kill()

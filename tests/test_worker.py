@@ -1,12 +1,17 @@
 """The worker processes: real OS threads where promised, gevent patched where promised, caps honoured."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from bench.clients import ASYNCIO, CLIENTS, clients_for
+from bench import memory, process_tree
+from bench.clients import BLOCKING, CLIENTS, clients_for
 from bench.strategies import STRATEGIES, Fanout
 from bench.worker_process import PROJECT_ROOT, WorkerError, WorkerProcess
 from bench.workload import Workload
@@ -15,6 +20,13 @@ REQUESTS = 12
 CONCURRENCY = 4
 # Long enough that every request of a wave is open at the same time, on a loaded machine too.
 DELAY_MS = 500
+# What the worker finds running its coroutines (asyncio's loop class, or trio), per registry loop.
+RUNNING_LOOP = {
+    None: None,
+    "asyncio": "asyncio.unix_events._UnixSelectorEventLoop",
+    "uvloop": "uvloop.Loop",
+    "trio": "trio",
+}
 
 
 @pytest.fixture
@@ -37,14 +49,25 @@ def test_isolation_threads_and_in_flight_caps(strategy, overlapping_workload, de
 
     assert (result["ok"], result["errors"]) == (REQUESTS, 0)
     assert result["monkey_patched"] is strategy.gevent
-    assert server_in_flight == strategy.fanout.max_in_flight(REQUESTS, CONCURRENCY)
+    assert result["event_loop"] == RUNNING_LOOP[strategy.loop]
+    in_flight = strategy.fanout.max_in_flight(REQUESTS, CONCURRENCY)
+    assert server_in_flight == in_flight
     threads = result["os_threads_peak"]
-    if strategy.gevent or strategy.api == ASYNCIO or strategy.fanout is Fanout.ONE:
-        assert threads == 1, "greenlets, asyncio tasks and sequential code need no OS thread but the main one"
-    elif strategy.fanout is Fanout.POOL:
-        assert threads == CONCURRENCY + 1
+    if strategy.processes:
+        # C processes of one thread each, and the worker's: main, the pool's manager and its queue feeder.
+        assert (result["processes_peak"], threads) == (CONCURRENCY + 1, CONCURRENCY + 3)
+        return
+    assert result["processes_peak"] == 1
+    if strategy.loop == "uvloop":
+        # aiohttp connects with loop.sock_connect, which uvloop resolves (even 127.0.0.1) in
+        # libuv's thread pool: UV_THREADPOOL_SIZE, 4 by default (uvloop/loop.pyx, sock_connect).
+        assert threads == 1 + 4
+    elif strategy.gevent or strategy.api != BLOCKING or strategy.fanout is Fanout.ONE:
+        assert threads == 1, (
+            "greenlets, asyncio and trio tasks and sequential code need no OS thread but the main one"
+        )
     else:
-        assert threads == REQUESTS + 1
+        assert threads == in_flight + 1, "one OS thread per request in flight"
 
 
 def test_worker_refuses_a_gevent_strategy_without_the_patch(delay_server):
@@ -80,3 +103,46 @@ def test_a_worker_killed_mid_round_fails_with_a_clear_error(delay_server):
         threading.Timer(0.5, os.kill, (worker.pid, signal.SIGKILL)).start()
         with pytest.raises(WorkerError, match=r"sequential worker exited \(status -9\) mid-conversation"):
             worker.run_round()
+
+
+def test_to_thread_keeps_the_default_executors_cap():
+    """asyncio.to_thread's executor is left at ThreadPoolExecutor's default, whatever C is."""
+    cap = min(32, (getattr(os, "process_cpu_count", os.cpu_count)() or 1) + 4)
+    fanout = STRATEGIES["asyncio-to-thread"].fanout
+    assert fanout.max_in_flight(10_000, 500) == cap
+    assert fanout.max_in_flight(3, 500) == 3
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_processpool_runs_c_processes_and_its_memory_counts_them(overlapping_workload):
+    with WorkerProcess(STRATEGIES["processpool"], CLIENTS["raw"], overlapping_workload) as worker:
+        worker.measure_round()  # the warm-up opens the pool
+        pool = process_tree.descendants(worker.pid)
+        result = worker.measure_round()
+    assert len(pool) == CONCURRENCY
+    assert (result["ok"], result["processes_peak"]) == (REQUESTS, CONCURRENCY + 1)
+    assert result["memory_method"] == memory.SUMMED_PSS
+    # Each process has its own interpreter heap and client, at least 1 MiB of it not shared;
+    # the worker alone (its VmHWM) holds only its pipes and pickles.
+    assert (
+        result["peak_rss_above_idle_bytes"] > CONCURRENCY * 2**20 > result["worker_peak_rss_above_idle_bytes"]
+    )
+    assert not any(_alive(pid) for pid in pool), "the pool ends with its worker"
+
+
+def test_a_killed_processpool_worker_takes_its_processes_with_it(overlapping_workload):
+    with WorkerProcess(STRATEGIES["processpool"], CLIENTS["raw"], overlapping_workload) as worker:
+        worker.measure_round()
+        pool = process_tree.descendants(worker.pid)
+        os.kill(worker.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in pool) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(pool) == CONCURRENCY
+    assert not any(_alive(pid) for pid in pool)

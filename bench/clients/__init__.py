@@ -7,6 +7,7 @@ fetch of every API it serves, under one contract:
 - ``blocking_fetch(workload, pool_size) -> fetch`` for code that blocks (threads, greenlets);
 - ``async def asyncio_fetch(workload, pool_size) -> fetch``, built inside the loop that will
   await it (``fetch.aclose`` closes its session, if it has one);
+- ``async def trio_fetch(workload, pool_size) -> fetch``, the same inside a ``trio.run``;
 
 where ``fetch(url) -> Outcome`` (awaitable for asyncio). Every fetch uses the workload's
 timeout, never retries, keeps a connection for each of ``pool_size`` requests in flight, and
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 BLOCKING = "blocking"
 ASYNCIO = "asyncio"
+TRIO = "trio"
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Client:
         return strategy.api in self.apis and (strategy.gevent or not self.gevent_only)
 
     def fetch_factory(self, api: str):
-        """The module's ``blocking_fetch`` or ``asyncio_fetch``."""
+        """The module's ``blocking_fetch``, ``asyncio_fetch`` or ``trio_fetch``."""
         return getattr(importlib.import_module(self.module), f"{api}_fetch")
 
 
@@ -56,7 +58,7 @@ CLIENTS: dict[str, Client] = {
         Client(
             "httpx",
             "bench.clients.httpx_client",
-            (BLOCKING, ASYNCIO),
+            (BLOCKING, ASYNCIO, TRIO),
             cpu_ms_per_request=1.0,
             cpu_ms_per_request_per_in_flight=0.004,
         ),
@@ -69,12 +71,13 @@ CLIENTS: dict[str, Client] = {
             gevent_only=True,
             cpu_ms_per_request=0.5,
         ),
-        Client("raw", "bench.clients.raw", (BLOCKING, ASYNCIO), cpu_ms_per_request=0.5),
+        Client("raw", "bench.clients.raw", (BLOCKING, ASYNCIO, TRIO), cpu_ms_per_request=0.5),
     )
 }
 
-# Without --bench-client, the seed's story: requests where code blocks, aiohttp for asyncio.
-DEFAULT_CLIENT = {BLOCKING: "requests", ASYNCIO: "aiohttp"}
+# Without --bench-client, the seed's story: requests where code blocks, aiohttp for asyncio;
+# httpx's AsyncClient for trio (it runs there through anyio; aiohttp is asyncio only).
+DEFAULT_CLIENT = {BLOCKING: "requests", ASYNCIO: "aiohttp", TRIO: "httpx"}
 # How a worker's command line says "no client": the CPU-bound control sends no requests.
 NO_CLIENT = "-"
 # The floor of client cost: what a model costs above it is the model's own cost.

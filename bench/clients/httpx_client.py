@@ -1,6 +1,6 @@
 """httpx: one library with a blocking and an asyncio client on the same parser and pool.
 
-It is the fair same-client comparison across threads, greenlets and tasks. This is httpx2,
+It is the fair same-client comparison across threads, greenlets and tasks (asyncio's or trio's). This is httpx2,
 httpx's maintained fork with the same API: httpx 0.28.1 (Dec 2024, on httpcore 1.0.9)
 rescans its whole pool for every queued request (httpcore PR 1035; fixed in httpx2 PRs 974
 and 1075). Measured here at 200 in flight, threads with httpx 0.28.1 spent 10-14 ms of CPU
@@ -48,3 +48,8 @@ async def asyncio_fetch(workload, pool_size: int):
         return (await client.get(url)).status_code
 
     return asyncio_fetch_from(get, aclose=client.aclose)
+
+
+# The same AsyncClient: httpx runs on whichever async library awaits it (through anyio), so
+# built inside trio.run it connects, reads and times out with trio's sockets and deadlines.
+trio_fetch = asyncio_fetch

@@ -28,6 +28,8 @@ def blocking_fetch_from(get):
 
 
 def asyncio_fetch_from(get, aclose=None):
+    """The awaitable form, for asyncio and trio alike: it awaits ``get`` and nothing else."""
+
     async def fetch(url: str) -> Outcome:
         started = time.perf_counter()
         try:

@@ -1,7 +1,8 @@
 """The floor of client cost: a keep-alive GET on a plain socket, written here in a few lines.
 
 Whatever a strategy costs above this client is its concurrency model's own cost. One form
-blocks (threads, greenlets), one uses asyncio streams; both speak through ``http11``'s reader.
+blocks (threads, greenlets), one uses asyncio streams, one trio streams; all speak through
+``http11``'s reader.
 Idle connections wait in a list (append and pop are atomic under the GIL and between
 greenlet switches); a request that finds none opens one, so the pool never caps anything.
 A connection is reused only after a whole, well-formed, keep-alive response.
@@ -91,6 +92,48 @@ async def asyncio_fetch(workload, pool_size: int):
     async def aclose() -> None:
         for writer in everything:
             writer.close()
+        everything.clear()
+        idle.clear()
+
+    return asyncio_fetch_from(get, aclose=aclose)
+
+
+async def trio_fetch(workload, pool_size: int):
+    import trio
+
+    idle: dict[str, list[trio.SocketStream]] = {}
+    everything: set[trio.SocketStream] = set()
+
+    async def get(url: str) -> int:
+        host, port, netloc, request = _target(url)
+        try:
+            with trio.fail_after(workload.timeout_s):  # the whole request, connect included
+                pool = idle.setdefault(netloc, [])
+                # A numeric host: trio resolves it without its resolver thread.
+                stream = pool.pop() if pool else await trio.open_tcp_stream(host, port)
+                everything.add(stream)
+                try:
+                    await stream.send_all(request)
+                    reader = ResponseReader()
+                    while not (response := reader.feed(await stream.receive_some(RECEIVE_BYTES))):
+                        pass
+                except BaseException:
+                    everything.discard(stream)
+                    await trio.aclose_forcefully(stream)
+                    raise
+        except trio.TooSlowError:
+            # Named like every other client's timeout, so an error sample reads the same.
+            raise TimeoutError(f"timed out after {workload.timeout_s:g} s") from None
+        if response.keep_alive:
+            pool.append(stream)
+        else:
+            everything.discard(stream)
+            await trio.aclose_forcefully(stream)
+        return response.status
+
+    async def aclose() -> None:
+        for stream in everything:
+            await trio.aclose_forcefully(stream)
         everything.clear()
         idle.clear()
 

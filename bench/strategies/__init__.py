@@ -1,7 +1,8 @@
 """The registry: every strategy by name. Adding one is a module here plus one entry below.
 
 Each module exposes ``run(fetch, urls, concurrency) -> list[Outcome]`` and nothing else
-(``async def run`` for the asyncio ones). A strategy names the model only; the HTTP client
+(``async def run`` for those with an event loop; a process pool's ``run`` is given its pool,
+see ``processes``). A strategy names the model only; the HTTP client
 is the other axis (``bench/clients/``), and any client that serves the strategy's API can be
 paired with it. Modules are named, not imported, so the pytest process never imports them;
 their worker processes do.
@@ -15,7 +16,13 @@ import os
 from dataclasses import dataclass
 from enum import Enum
 
-from bench.clients import ASYNCIO, BLOCKING
+from bench.clients import ASYNCIO, BLOCKING, TRIO
+
+
+def default_executor_workers() -> int:
+    """ThreadPoolExecutor's size when nobody passes one (Lib/concurrent/futures/thread.py)."""
+    cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1  # process_cpu_count: 3.13+
+    return min(32, cpus + 4)
 
 
 class Fanout(Enum):
@@ -24,8 +31,12 @@ class Fanout(Enum):
     ONE = "one at a time"
     PER_REQUEST = "one task per request"
     POOL = "a pool of C"
+    # asyncio.to_thread's executor, left at its default size: min(32, cpus + 4), whatever C is.
+    DEFAULT_EXECUTOR = "the default executor's threads"
 
     def max_in_flight(self, requests: int, concurrency: int) -> int:
+        if self is Fanout.DEFAULT_EXECUTOR:
+            return min(default_executor_workers(), requests)
         return {Fanout.ONE: 1, Fanout.PER_REQUEST: requests, Fanout.POOL: min(concurrency, requests)}[self]
 
 
@@ -36,8 +47,15 @@ class Strategy:
     fanout: Fanout
     # gevent strategies run in a worker that calls monkey.patch_all() before anything else.
     gevent: bool = False
-    # Which fetch it calls: a blocking one (threads, greenlets) or an awaitable one.
+    # Which fetch it calls: a blocking one (threads, greenlets, processes) or an awaitable one.
     api: str = BLOCKING
+    # The event loop its ``run`` is awaited on, built by the worker (bench/loops.py): "asyncio",
+    # "uvloop" or "trio"; None for code that blocks. asyncio.to_thread awaits on a loop and
+    # calls a blocking fetch.
+    loop: str | None = None
+    # A pool of processes, each with its own client (pool size 1): its ``run`` is given the
+    # pool the module's ``open_pool(make_fetch, C)`` made, once per worker, not a fetch.
+    processes: bool = False
 
     @property
     def worker_module(self) -> str:
@@ -56,8 +74,29 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("threadpool", "bench.strategies.threadpool", Fanout.POOL),
         Strategy("gevent-joinall", "bench.strategies.gevent_joinall", Fanout.PER_REQUEST, gevent=True),
         Strategy("gevent-pool", "bench.strategies.gevent_pool", Fanout.POOL, gevent=True),
-        Strategy("asyncio-gather", "bench.strategies.asyncio_gather", Fanout.PER_REQUEST, api=ASYNCIO),
-        Strategy("asyncio-bounded", "bench.strategies.asyncio_semaphore", Fanout.POOL, api=ASYNCIO),
+        Strategy(
+            "asyncio-gather",
+            "bench.strategies.asyncio_gather",
+            Fanout.PER_REQUEST,
+            api=ASYNCIO,
+            loop="asyncio",
+        ),
+        Strategy(
+            "asyncio-bounded", "bench.strategies.asyncio_semaphore", Fanout.POOL, api=ASYNCIO, loop="asyncio"
+        ),
+        Strategy(
+            "asyncio-uvloop",
+            "bench.strategies.asyncio_uvloop",
+            Fanout.PER_REQUEST,
+            api=ASYNCIO,
+            loop="uvloop",
+        ),
+        Strategy("trio-nursery", "bench.strategies.trio_nursery", Fanout.PER_REQUEST, api=TRIO, loop="trio"),
+        Strategy("trio-bounded", "bench.strategies.trio_bounded", Fanout.POOL, api=TRIO, loop="trio"),
+        Strategy("processpool", "bench.strategies.processpool", Fanout.POOL, processes=True),
+        Strategy(
+            "asyncio-to-thread", "bench.strategies.asyncio_to_thread", Fanout.DEFAULT_EXECUTOR, loop="asyncio"
+        ),
     )
 }
 
