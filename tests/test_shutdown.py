@@ -95,6 +95,7 @@ def start_bench(tmp_path, *options) -> subprocess.Popen:
             "-p",
             "no:cacheprovider",
             f"--benchmark-storage=file://{tmp_path}",
+            "--bench-processes=1",  # one worker per row: these tests are about stopping, not statistics
             *options,
         ],
         cwd=PROJECT_ROOT,
@@ -239,7 +240,7 @@ def test_a_worker_killed_mid_run_fails_only_its_row(tmp_path):
         tmp_path,
         "--bench-strategies=threads,gevent-pool",
         "--bench-requests=3",
-        "--bench-delay-ms=3000",
+        "--bench-delay-ms=1500",
         "--bench-rounds=1",
     ) as run:
         # Mid-round: the threads worker has started its request threads.

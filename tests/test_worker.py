@@ -16,10 +16,10 @@ from bench.strategies import STRATEGIES, Fanout
 from bench.worker_process import PROJECT_ROOT, WorkerError, WorkerProcess
 from bench.workload import Workload
 
-REQUESTS = 12
+REQUESTS = 8
 CONCURRENCY = 4
 # Long enough that every request of a wave is open at the same time, on a loaded machine too.
-DELAY_MS = 500
+DELAY_MS = 400
 # What the worker finds running its coroutines (asyncio's loop class, or trio), per registry loop.
 RUNNING_LOOP = {
     None: None,
