@@ -53,7 +53,8 @@ class Capacity:
 
     def skip_reason(self, info: dict) -> str | None:
         """Why a row that came out invalid is the instrument's limit, not the row's; None if it is not."""
-        in_flight = info.get("client_max_in_flight") or 0
+        # A round that failed outright measured nothing: its row asked for this many.
+        in_flight = info.get("client_max_in_flight") or info.get("max_in_flight_allowed") or 0
         if info.get("instrument_limited") and in_flight > self.held:
             return (
                 f"the instrument cannot hold it: {in_flight} in flight, beyond what the preflight "

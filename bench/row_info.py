@@ -135,11 +135,19 @@ def row_info(
     }
     reasons = invalid_reasons(info, rounds, workload)
     held = instrument_reasons(info, workload)
+    if refused_by_server_cap(rounds):
+        held.append(reasons[0])  # the failed requests' reason: all of them were the server's 503
     info["valid"] = not reasons
     info["invalid_reason"] = "; ".join(reasons) or None
     # Invalid only because the server could not keep up: the instrument's limit, not the row's.
-    info["instrument_limited"] = bool(held) and set(reasons) == set(held)
+    info["instrument_limited"] = bool(held) and set(reasons) <= set(held)
     return info
+
+
+def refused_by_server_cap(rounds: list[dict]) -> bool:
+    """Every failed request was a 503 from the server's connection cap (--max-connections)."""
+    messages = [message for r in rounds for message in r.get("error_samples", {})]
+    return bool(messages) and all("503" in message for message in messages)
 
 
 def instrument_reasons(info: dict, workload: Workload) -> list[str]:

@@ -126,3 +126,21 @@ def test_an_unreachable_server_url_stops_the_run_with_a_clear_error(tmp_path):
     )
     assert done.returncode == pytest.ExitCode.USAGE_ERROR
     assert "--bench-server-url: no delay server answers at http://127.0.0.1:9" in done.stdout + done.stderr
+
+
+def test_requests_refused_by_the_servers_connection_cap_are_the_instruments_limit():
+    from bench.clients import CLIENTS
+    from bench.row_info import row_info
+    from bench.strategies import STRATEGIES
+
+    workload = Workload("http://127.0.0.1:1", requests=10, delay_ms=100, concurrency=10)
+
+    def info_for(message: str) -> dict:
+        failed = {"ok": 0, "errors": 10, "error_samples": {message: 10}, "round_failed": message}
+        return row_info(STRATEGIES["threads"], CLIENTS["raw"], workload, False, [], [failed])
+
+    capped = info_for("could not read the delay server before the round: HTTP Error 503: Service Unavailable")
+    assert not capped["valid"] and capped["instrument_limited"]
+    assert Capacity(delay_ms=100, asked=10, held=0).skip_reason(capped), "the row asked for 10, none held"
+    broken = info_for("HTTP 500")
+    assert not broken["valid"] and not broken["instrument_limited"]
