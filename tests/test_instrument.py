@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from bench import preflight
-from bench.preflight import Capacity, measure_capacity
+from bench.harness import preflight
+from bench.harness.preflight import Capacity, measure_capacity
 from bench.workload import Workload
 from servers.process import PROJECT_ROOT, running_delay_server
 
