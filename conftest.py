@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.context import SERVER_INFO, server_python_executable
 from bench.options import BenchOptions, add_options
+from bench.reporting.context import SERVER_INFO, server_python_executable
 from servers.process import ServerStartError, remote_delay_server, running_delay_server
 
 
@@ -27,7 +27,7 @@ def bench_options(pytestconfig) -> BenchOptions:
 @pytest.fixture(scope="session")
 def delay_server(pytestconfig):
     """The delay server for the whole session: one started elsewhere (--bench-server-url), or
-    one in its own process here (its Python: bench/context.py)."""
+    one in its own process here (its Python: bench/reporting/context.py)."""
     if url := pytestconfig.getoption("bench_server_url"):
         try:
             server = remote_delay_server(url)

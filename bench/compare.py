@@ -16,9 +16,9 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-from bench.results import ResultsError, Run, load_run
-from bench.summary import Row, format_bytes, reference_for
-from bench.versions_report import python_mismatch
+from bench.analysis.results import ResultsError, Run, load_run
+from bench.analysis.summary import Row, format_bytes, reference_for
+from bench.reporting.versions_report import python_mismatch
 
 # Both from two identical runs of the CI workload on the 2-core development machine (README,
 # "How the gate's limits were chosen"): about twice the largest change seen between them.

@@ -5,15 +5,17 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.utils import get_tag
 
-from bench import atomic_results, report, summary
-from bench.context import run_context
-from bench.cpu_task import calibrate_spin
-from bench.interleave import RowRecord, run_interleaved
+from bench import report
+from bench.analysis import summary
+from bench.analysis.results import ResultsError, parse_run
+from bench.analysis.summary import row_label
+from bench.harness import atomic_results
+from bench.harness.cpu_task import calibrate_spin
+from bench.harness.interleave import RowRecord, run_interleaved
+from bench.harness.preflight import Capacity, measure_capacity
 from bench.options import BenchOptions
-from bench.preflight import Capacity, measure_capacity
-from bench.results import ResultsError, parse_run
+from bench.reporting.context import run_context
 from bench.scenarios import CPU_TASK_MS, SCENARIOS, Shape
-from bench.summary import row_label
 from bench.workload import Workload, fault_query
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"

@@ -16,9 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import charts, versions_report
-from bench.results import ResultsError, Run, load_run, newest_saved_run
-from bench.summary import (
+from bench.analysis.results import ResultsError, Run, load_run, newest_saved_run
+from bench.analysis.summary import (
     DECOMPOSITION_COLUMNS,
     MEMORY_COLUMNS,
     Row,
@@ -26,6 +25,7 @@ from bench.summary import (
     memory_cells,
     verdict_lines,
 )
+from bench.reporting import charts, versions_report
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 DEFAULT_OUT = RESULTS_DIR / "report"

@@ -1,14 +1,14 @@
 """Side by side: the same workload sent by each strategy and client, each in its own worker processes.
 
-The rows of a workload run together, interleaved (``bench/interleave.py``), the first time
+The rows of a workload run together, interleaved (``bench/harness/interleave.py``), the first time
 one of its tests runs; each test then hands its row's real, timed rounds to pytest-benchmark
 and records the worker's, the server's and the kernel's figures in extra_info.
 """
 
 import pytest
 
-from bench.row_info import row_info
-from bench.summary import row_label
+from bench.analysis.row_info import row_info
+from bench.analysis.summary import row_label
 
 
 def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_options):

@@ -23,10 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import report, versions_report
-from bench.context import SERVER_PYTHON_VARIABLE
+from bench import report
+from bench.analysis.results import ResultsError, load_run
 from bench.interpreters import Interpreter, NotFound, find_interpreter
-from bench.results import ResultsError, load_run
+from bench.reporting import versions_report
+from bench.reporting.context import SERVER_PYTHON_VARIABLE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENVS_DIR = PROJECT_ROOT / ".venvs"

@@ -1,6 +1,6 @@
 """Kernel counters the server reports about itself, so a client on another host can read them.
 
-The same logic as ``bench.kernel``, repeated on purpose: the server never imports ``bench``.
+The same logic as ``bench.harness.kernel``, repeated on purpose: the server never imports ``bench``.
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from contextlib import ExitStack
 import pytest
 from werkzeug import Response
 
+from bench.analysis.summary import row_label
 from bench.clients import CLIENTS, clients_for
 from bench.clients.http11 import ProtocolError, ResponseReader
+from bench.harness.worker_process import WorkerError, WorkerProcess
 from bench.strategies import STRATEGIES, Fanout
-from bench.summary import row_label
-from bench.worker_process import WorkerError, WorkerProcess
 from bench.workload import Workload, fault_query
 
 PAIRS = [

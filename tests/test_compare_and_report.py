@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench import compare, report
-from bench.results import load_run
+from bench.analysis.results import load_run
 
 BASELINE = Path(__file__).resolve().parent.parent / "results" / "baseline" / "baseline.json"
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from bench import preflight
-from bench.preflight import Capacity, measure_capacity
+from bench.harness import preflight
+from bench.harness.preflight import Capacity, measure_capacity
 from bench.workload import Workload
 from servers.process import PROJECT_ROOT, running_delay_server
 
@@ -129,8 +129,8 @@ def test_an_unreachable_server_url_stops_the_run_with_a_clear_error(tmp_path):
 
 
 def test_requests_refused_by_the_servers_connection_cap_are_the_instruments_limit():
+    from bench.analysis.row_info import row_info
     from bench.clients import CLIENTS
-    from bench.row_info import row_info
     from bench.strategies import STRATEGIES
 
     workload = Workload("http://127.0.0.1:1", requests=10, delay_ms=100, concurrency=10)

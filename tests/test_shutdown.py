@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.atomic_results import write_atomically
 from bench.clients import CLIENTS
+from bench.harness.atomic_results import write_atomically
+from bench.harness.worker_process import WorkerError, WorkerProcess
 from bench.strategies import STRATEGIES
-from bench.worker_process import WorkerError, WorkerProcess
 from bench.workload import Workload, fault_query
 from servers.process import PROJECT_ROOT
 
@@ -64,7 +64,9 @@ def alive(pids) -> set[int]:
 
 
 def has_worker(family: dict[int, str]) -> bool:
-    return any("bench.worker" in cmd or "bench.gevent_worker" in cmd for cmd in family.values())
+    return any(
+        "bench.harness.worker" in cmd or "bench.harness.gevent_worker" in cmd for cmd in family.values()
+    )
 
 
 def running(process: subprocess.Popen) -> bool:
@@ -145,7 +147,7 @@ def test_workers_and_server_die_with_a_killed_parent(tmp_path):
         "from servers.process import running_delay_server\n"
         "from bench.clients import CLIENTS\n"
         "from bench.strategies import STRATEGIES\n"
-        "from bench.worker_process import WorkerProcess\n"
+        "from bench.harness.worker_process import WorkerProcess\n"
         "from bench.workload import Workload\n"
         "with running_delay_server() as server:\n"
         "    with WorkerProcess(STRATEGIES['gevent-joinall'], CLIENTS['requests'], Workload(server.base_url, 1, 0, 1)):\n"
@@ -159,7 +161,7 @@ def test_workers_and_server_die_with_a_killed_parent(tmp_path):
             assert parent.stdout.readline().strip() == "ready"
             children = descendants(parent.pid)
             assert any("servers.delay" in c for c in children.values())
-            assert any("bench.gevent_worker" in c for c in children.values())
+            assert any("bench.harness.gevent_worker" in c for c in children.values())
         finally:
             parent.kill()
     assert wait_until(lambda: not alive(children), timeout_s=10) is True
@@ -226,7 +228,7 @@ def test_ctrl_c_after_a_finished_row_saves_nothing(tmp_path):
 
 def threads_worker_in_a_round(root: int) -> int | None:
     for pid, cmd in descendants(root).items():
-        if "bench.worker threads" in cmd:
+        if "bench.harness.worker threads" in cmd:
             try:
                 if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[17]) > 1:
                     return pid

@@ -2,10 +2,10 @@
 
 import pytest
 
+from bench.analysis.row_info import efficiency, lateness_limit_ms, row_info
+from bench.analysis.summary import Row, decomposition, format_bytes, render, verdict_lines
 from bench.clients import clients_for
-from bench.row_info import efficiency, lateness_limit_ms, row_info
 from bench.strategies import STRATEGIES
-from bench.summary import Row, decomposition, format_bytes, render, verdict_lines
 from bench.workload import Workload
 
 WORKLOAD = Workload("http://127.0.0.1:1", requests=10, delay_ms=100, concurrency=2)

@@ -6,11 +6,11 @@ import time
 
 from werkzeug import Response
 
+from bench.analysis.row_info import row_info
 from bench.clients import CLIENTS
-from bench.rounds import RoundRecorder
-from bench.row_info import row_info
+from bench.harness.rounds import RoundRecorder
+from bench.harness.worker_process import WorkerProcess
 from bench.strategies import STRATEGIES
-from bench.worker_process import WorkerProcess
 from bench.workload import Workload
 from servers.process import running_delay_server
 

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from bench.timeline import max_in_flight, round_details
-from bench.verdicts import speedup
+from bench.analysis.verdicts import speedup
+from bench.harness.timeline import max_in_flight, round_details
 from bench.workload import Outcome
 from servers.percentile import percentile
 
@@ -111,7 +111,7 @@ def test_the_aa_twin_is_registered_only_when_asked_and_compared_head_to_head():
     assert not any(name.endswith("-twin") for name in STRATEGIES)
     script = (
         "from bench.strategies import STRATEGIES\n"
-        "from bench.summary import Row, verdict_lines\n"
+        "from bench.analysis.summary import Row, verdict_lines\n"
         "twin = STRATEGIES['threads-twin']\n"
         "assert twin.module == STRATEGIES['threads'].module and twin.fanout == STRATEGIES['threads'].fanout\n"
         "info = dict(kind='cpu', client=None, valid=True, ideal_seconds=1.0, efficiency=1.0, efficiency_bound='delay')\n"

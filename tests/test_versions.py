@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare, report, versions, versions_report
+from bench import compare, report, versions
+from bench.analysis.results import parse_run
 from bench.interpreters import Interpreter, NotFound, find_interpreter
-from bench.results import parse_run
+from bench.reporting import versions_report
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import memory, process_tree
 from bench.clients import BLOCKING, CLIENTS, clients_for
+from bench.harness import memory, process_tree
+from bench.harness.worker_process import PROJECT_ROOT, WorkerError, WorkerProcess
 from bench.strategies import STRATEGIES, Fanout
-from bench.worker_process import PROJECT_ROOT, WorkerError, WorkerProcess
 from bench.workload import Workload
 
 REQUESTS = 8
@@ -73,7 +73,14 @@ def test_isolation_threads_and_in_flight_caps(strategy, overlapping_workload, de
 def test_worker_refuses_a_gevent_strategy_without_the_patch(delay_server):
     workload = Workload(delay_server.base_url, requests=1, delay_ms=0, concurrency=1)
     result = subprocess.run(
-        [sys.executable, "-m", "bench.worker", "gevent-joinall", "requests", json.dumps(workload.as_dict())],
+        [
+            sys.executable,
+            "-m",
+            "bench.harness.worker",
+            "gevent-joinall",
+            "requests",
+            json.dumps(workload.as_dict()),
+        ],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -81,7 +88,7 @@ def test_worker_refuses_a_gevent_strategy_without_the_patch(delay_server):
     )
     assert result.returncode == 1
     assert json.loads(result.stdout) == {
-        "fatal": "gevent-joinall needs monkey_patched=True (run it with python -m bench.gevent_worker)"
+        "fatal": "gevent-joinall needs monkey_patched=True (run it with python -m bench.harness.gevent_worker)"
     }
 
 

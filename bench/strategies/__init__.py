@@ -49,7 +49,7 @@ class Strategy:
     gevent: bool = False
     # Which fetch it calls: a blocking one (threads, greenlets, processes) or an awaitable one.
     api: str = BLOCKING
-    # The event loop its ``run`` is awaited on, built by the worker (bench/loops.py): "asyncio",
+    # The event loop its ``run`` is awaited on, built by the worker (bench/harness/loops.py): "asyncio",
     # "uvloop" or "trio"; None for code that blocks. asyncio.to_thread awaits on a loop and
     # calls a blocking fetch.
     loop: str | None = None
@@ -60,7 +60,7 @@ class Strategy:
     @property
     def worker_module(self) -> str:
         """The module its worker process runs: the patched one for gevent strategies."""
-        return "bench.gevent_worker" if self.gevent else "bench.worker"
+        return "bench.harness.gevent_worker" if self.gevent else "bench.harness.worker"
 
     def load(self):
         return importlib.import_module(self.module)

@@ -10,9 +10,9 @@ import statistics
 from dataclasses import dataclass
 from itertools import groupby
 
-from bench.memory import SUMMED_PSS
+from bench.analysis.verdicts import speedup
+from bench.harness.memory import SUMMED_PSS
 from bench.strategies import TWIN_SUFFIX
-from bench.verdicts import speedup
 
 REFERENCE = "sequential"
 # Models compared head to head, beside their comparison with sequential: at the same client

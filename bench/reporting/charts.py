@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from bench.analysis.summary import REFERENCE, Row
 from bench.clients import CLIENTS
 from bench.strategies import STRATEGIES
-from bench.summary import REFERENCE, Row
 
 WIDTH_IN, DPI = 10, 100  # 1000 px wide
 MIB = 1024 * 1024

@@ -16,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from bench import memory, process_tree
 from bench.clients import NO_CLIENT, Client
+from bench.harness import memory, process_tree
 from bench.strategies import Strategy
 from bench.workload import Workload
 from servers.lifetime import PARENT_PID_VARIABLE
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Importing requests (and gevent) and patching takes well under a second; CI machines are slower.
 STARTUP_TIMEOUT_S = 30.0
 # Short-lived threads are only seen if we look often; one read of /proc costs ~20 µs.

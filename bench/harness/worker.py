@@ -1,6 +1,6 @@
 """The worker process: runs one strategy, round after round, as its parent asks.
 
-``python -m bench.worker STRATEGY CLIENT WORKLOAD_JSON`` (``bench.gevent_worker`` for gevent
+``python -m bench.harness.worker STRATEGY CLIENT WORKLOAD_JSON`` (``bench.harness.gevent_worker`` for gevent
 strategies; CLIENT is ``-`` for the CPU-bound control, which sends no requests). It speaks JSON lines: one ``ready`` line after start-up, then one answer per
 command read on stdin:
 
@@ -28,11 +28,11 @@ import threading
 import time
 from collections import Counter
 
-from bench import loops, memory, process_tree
 from bench.clients import BLOCKING, CLIENTS, NO_CLIENT, Client
-from bench.cpu_task import cpu_task
+from bench.harness import loops, memory, process_tree
+from bench.harness.cpu_task import cpu_task
+from bench.harness.timeline import round_details
 from bench.strategies import STRATEGIES, Strategy
-from bench.timeline import round_details
 from bench.workload import Workload, describe_error
 from servers.lifetime import PARENT_PID_VARIABLE, die_with_parent
 

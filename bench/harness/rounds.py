@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 import urllib.error
 
-from bench import kernel
-from bench.worker_process import WorkerError, WorkerProcess
+from bench.harness import kernel
+from bench.harness.worker_process import WorkerError, WorkerProcess
 from servers.process import DelayServer
 
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.summary import Row
+from bench.analysis.summary import Row
 
 # Keys every row of this suite carries (the README's data contract); a file without them
 # was written by something else, or by a version this code cannot read.

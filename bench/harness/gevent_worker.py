@@ -11,7 +11,7 @@ monkey.patch_all()
 
 import sys  # noqa: E402  (everything after the patch on purpose)
 
-from bench.worker import main  # noqa: E402
+from bench.harness.worker import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

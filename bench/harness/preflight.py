@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from bench.analysis.row_info import lateness_limit_ms
 from bench.clients import CLIENTS
-from bench.rounds import RoundRecorder
-from bench.row_info import lateness_limit_ms
+from bench.harness.rounds import RoundRecorder
+from bench.harness.worker_process import WorkerError, WorkerProcess
 from bench.strategies import STRATEGIES
-from bench.worker_process import WorkerError, WorkerProcess
 from bench.workload import Workload
 
 BURST_STRATEGY, BURST_CLIENT = "asyncio-gather", "raw"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench import charts
-from bench.results import Run
-from bench.summary import Row, format_bytes, reference_for
+from bench.analysis.results import Run
+from bench.analysis.summary import Row, format_bytes, reference_for
+from bench.reporting import charts
 
 # (key, the chart's axis label, the table's column label)
 FIGURES = (
