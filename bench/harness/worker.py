@@ -70,14 +70,14 @@ class Runner:
     def __init__(self, strategy: Strategy, client: Client | None, workload: Workload) -> None:
         self.urls = workload.urls()
         self.concurrency = workload.concurrency
-        in_flight = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
-        self.warmup_urls = workload.warmup_urls(in_flight)
+        # A connection for every request that may be in flight; the warm-up opens that many.
+        pool_size = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
+        self.warmup_urls = workload.warmup_urls(pool_size)
         self.module = strategy.load()
         asynchronous = strategy.api != BLOCKING
         self.loop = loops.new_loop(strategy.loop) if strategy.loop else None
         self.processes = strategy.processes
         self.pool = None  # a process pool, opened by the first round (the warm-up) and kept
-        pool_size = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
         if strategy.processes:
             # What each pool process calls to make its client. One client made here first
             # imports the library before the fork, as a script importing it at the top would.
