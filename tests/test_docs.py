@@ -1,5 +1,6 @@
 """The docs stay true to the code (issue 19, item 14): the options table against the parser,
-the strategies, clients and scenarios against their registries, the layout against the files."""
+the strategies, clients and scenarios against their registries, the layout against the files,
+the README's links against the repository."""
 
 import re
 from pathlib import Path
@@ -121,3 +122,13 @@ def test_the_layout_names_every_module():
     assert not unnamed, f"modules missing from docs/develop/layout.md: {unnamed}"
     for conftest in ("conftest.py", "bench/conftest.py", "tests/conftest.py"):
         assert re.search(rf"(^|\s){re.escape(conftest)}\s", layout, re.M), conftest
+
+
+def test_the_readmes_links_into_the_repository_exist():
+    """The site's own links are checked by mkdocs build --strict; the README is not in it."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    local = [target for target in targets if "://" not in target]
+    assert local, "the README links into docs/"
+    missing = [target for target in local if not (PROJECT_ROOT / target).exists()]
+    assert not missing, f"README links to missing files: {missing}"
