@@ -9,6 +9,7 @@ from bench import report
 from bench.analysis import summary
 from bench.analysis.results import ResultsError, parse_run
 from bench.analysis.summary import row_label
+from bench.analysis.unmeasured import UNMEASURED_KEY, unmeasured_rows
 from bench.harness import atomic_results
 from bench.harness.cpu_task import calibrate_spin
 from bench.harness.interleave import RowRecord, run_interleaved
@@ -122,6 +123,7 @@ def workloads(bench_options, delay_server, request) -> Workloads:
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     """Record what a reader of the saved run needs to trust and reproduce it."""
     output_json["coroutine_bench"] = run_context(config)
+    output_json[UNMEASURED_KEY] = unmeasured_rows(benchmarks)
     config.stash[SAVED_RUN] = output_json
 
 

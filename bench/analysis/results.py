@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.analysis.summary import Row
+from bench.analysis.unmeasured import UNMEASURED_KEY
 
 # Keys every row of this suite carries (the README's data contract); a file without them
 # was written by something else, or by a version this code cannot read.
@@ -78,15 +79,16 @@ def parse_run(document, path: Path) -> Run:
     if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
         raise ResultsError(f"{path}: not pytest-benchmark JSON (no 'benchmarks' list)")
     rows = []
-    for bench in document["benchmarks"]:
+    unmeasured = document.get(UNMEASURED_KEY) or []
+    for bench in document["benchmarks"] + unmeasured:
         info = bench.get("extra_info") if isinstance(bench, dict) else None
         if not isinstance(info, dict) or "strategy" not in info:
             continue  # another suite's benchmark in the same file
         missing = [key for key in REQUIRED_KEYS if key not in info]
         if missing:
             raise ResultsError(f"{path}: row {bench.get('name')!r} lacks {', '.join(missing)}")
-        seconds = bench.get("stats", {}).get("data") or info.get("round_seconds")
-        if not seconds:
+        seconds = (bench.get("stats") or {}).get("data") or info.get("round_seconds")
+        if not seconds and info["valid"]:  # only an INVALID row may have no timed round
             raise ResultsError(f"{path}: row {bench.get('name')!r} has no round times")
         rows.append(Row(bench.get("group") or "", list(seconds), migrate(info)))
     if not rows:

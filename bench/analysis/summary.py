@@ -66,8 +66,17 @@ class Row:
         return self.info.get("rounds_by_process") or [self.round_seconds]
 
     @property
-    def median_seconds(self) -> float:
-        return statistics.median(self.round_seconds)
+    def median_seconds(self) -> float | None:
+        """None for a row that has no timed round (always INVALID)."""
+        return statistics.median(self.round_seconds) if self.round_seconds else None
+
+    @property
+    def min_seconds(self) -> float | None:
+        return min(self.round_seconds, default=None)
+
+    @property
+    def max_seconds(self) -> float | None:
+        return max(self.round_seconds, default=None)
 
     @property
     def valid(self) -> bool:
@@ -75,11 +84,14 @@ class Row:
 
 
 def rows_from_session(benchmarks) -> list[Row]:
-    """The suite's rows among pytest-benchmark's finished benchmarks, in run order."""
+    """The suite's rows among pytest-benchmark's finished benchmarks, in run order.
+
+    A row with no timed round is there too, with no round times (bench/analysis/unmeasured.py).
+    """
     return [
         Row(bench.group or "", list(bench.stats.data), bench.extra_info)
         for bench in benchmarks
-        if bench.stats and not bench.has_error and "strategy" in bench.extra_info
+        if "strategy" in bench.extra_info and (bench.stats or bench.has_error)
     ]
 
 
