@@ -99,6 +99,9 @@ def row_info(
         "peak_rss_bytes": _worst(complete, "peak_rss_bytes"),
         "peak_rss_above_idle_bytes": above_idle,
         "peak_rss_first_round_bytes": warmup[0]["peak_rss_bytes"] if warmup else None,
+        # The untimed warm-up of each worker process: a pool's start-up (threads, processes),
+        # where the model has one, and the first connections; no timed round starts a pool.
+        "warmup_seconds": _median(warmup, "warmup_seconds"),
         "peak_rss_per_request_bytes": _ratio(above_idle, n),
         "peak_rss_per_inflight_bytes": _ratio(above_idle, client_in_flight),
         "cpu_seconds": cpu_seconds,

@@ -83,27 +83,24 @@ def descendants_cpu_seconds(pid: int) -> float:
 class TreeSampler:
     """The peaks of one round over a worker's tree, sampled whenever ``sample_if_due`` is called.
 
-    PSS is read only if asked (a pool of processes), at most every ``interval_s`` and never
-    more than a fifth of the time: reading 200 processes' smaps_rollup takes ~20 ms, CPU the
-    strategy being measured would otherwise lose.
+    Every row gets this same sampler: its processes and their threads, read at most every
+    ``interval_s`` and never more than a fifth of the time. PSS is never read during a round
+    (smaps_rollup costs ~0.1 ms a process, CPU the pool being timed would lose): a pool's PSS
+    is read after the round, outside its timer (issue 19, item 4; ``WorkerProcess.details``).
     """
 
-    def __init__(self, pid: int, with_pss: bool, interval_s: float) -> None:
+    def __init__(self, pid: int, interval_s: float) -> None:
         self.pid = pid
-        self.with_pss = with_pss
         self.interval_s = interval_s
         self.processes_peak = self.threads_peak = 0
-        self.pss_peak_bytes: int | None = None
         self._due = 0.0
 
     def sample_if_due(self) -> None:
         started = time.monotonic()
         if started < self._due:
             return
-        tree = sample(self.pid, self.with_pss)
+        tree = sample(self.pid, with_pss=False)
         self.processes_peak = max(self.processes_peak, tree.processes)
         self.threads_peak = max(self.threads_peak, tree.threads)
-        if tree.pss_bytes is not None and tree.processes:
-            self.pss_peak_bytes = max(self.pss_peak_bytes or 0, tree.pss_bytes)
         took = time.monotonic() - started
         self._due = started + max(self.interval_s, 5 * took)

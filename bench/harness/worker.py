@@ -77,7 +77,8 @@ class Runner:
         asynchronous = strategy.api != BLOCKING
         self.loop = loops.new_loop(strategy.loop) if strategy.loop else None
         self.processes = strategy.processes
-        self.pool = None  # a process pool, opened by the first round (the warm-up) and kept
+        self.pooled = strategy.pooled
+        self.pool = None  # a pool of workers, opened by the first round (the warm-up) and kept
         if strategy.processes:
             # What each pool process calls to make its client. One client made here first
             # imports the library before the fork, as a script importing it at the top would.
@@ -99,10 +100,10 @@ class Runner:
         self.straggler_timeout_s = 2 * workload.timeout_s + workload.delay_ms / 1000
 
     def send_all(self, urls: list[str]) -> list:
-        if self.processes:
+        if self.pooled:
             if self.pool is None:
                 self.pool = self.module.open_pool(self.fetch, self.concurrency)
-            return self.module.run(self.pool, urls, self.concurrency)
+            return self.module.run(self.pool, self.fetch, urls)
         if self.loop:
             return self.loop.run_until_complete(self.module.run(self.fetch, urls, self.concurrency))
         return self.module.run(self.fetch, urls, self.concurrency)
