@@ -1,4 +1,5 @@
-"""Pools timed alike (issue 19, item 3): every pool of workers starts in the untimed warm-up, none in a round."""
+"""Pools timed alike (issue 19, items 3 and 4): every pool of workers starts in the untimed warm-up,
+none in a round, and no row's timed round carries a measurement the others' do not."""
 
 from pathlib import Path
 
@@ -36,3 +37,21 @@ def test_the_warm_up_starts_the_pool_and_every_round_reuses_it(strategy, delay_s
     assert started, "the warm-up left no pool running: the round would start its own"
     assert result["ok"] == 4
     assert warm["warmup_seconds"] > 0
+
+
+def test_no_pss_is_read_during_a_timed_round(delay_server, monkeypatch):
+    """smaps_rollup of C+1 processes costs CPU the pool being timed would lose (item 4)."""
+    reads = []
+    real = process_tree.pss_bytes
+    monkeypatch.setattr(process_tree, "pss_bytes", lambda pid: reads.append(pid) or real(pid))
+    workload = Workload(delay_server.base_url, requests=4, delay_ms=200, concurrency=2)
+    with WorkerProcess(
+        STRATEGIES["processpool"], clients_for(STRATEGIES["processpool"])[0], workload
+    ) as worker:
+        worker.warm_up()
+        reads.clear()
+        worker.run_round()
+        assert reads == [], "the timed round read PSS"
+        result = worker.details()
+    assert len(reads) == 2 + 1, "after the round: the pool's processes and the worker"
+    assert result["peak_rss_above_idle_bytes"] > 0

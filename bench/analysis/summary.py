@@ -320,8 +320,11 @@ def efficiency_text(info: dict) -> str:
     if info["efficiency"] is None:
         return "efficiency unknown"
     text = f"efficiency {info['efficiency']:.2f}"
+    cores = info.get("efficiency_cores") or 1
     if info["efficiency_bound"] == "cpu":
-        text += " (bound by client CPU, not by the delay)"
+        text += " (bound by client CPU" + (f" on {cores} cores" if cores > 1 else "") + ", not by the delay)"
+    elif cores > 1:
+        text += f" (its CPU spread over {cores} cores)"
     return text
 
 

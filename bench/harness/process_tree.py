@@ -9,6 +9,7 @@ submit, with the fork context) and every worker's own.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -18,6 +19,22 @@ class TreeSample(NamedTuple):
     processes: int
     threads: int
     pss_bytes: int | None  # None when not asked for: smaps_rollup costs ~0.1 ms a process
+
+
+def missing_facilities(pid: int | None = None) -> list[str]:
+    """What this Linux lacks to measure a pool of processes, said once at start; empty when nothing.
+
+    Without them the pool's processes, or their CPU time, would silently read as zero
+    (issue 19, item 5): a pool row is then INVALID (bench/analysis/row_info.py).
+    """
+    pid = pid or os.getpid()
+    needs = {
+        f"/proc/{pid}/task/{pid}/children": "a pool's processes cannot be found: "
+        "their count, memory and CPU are unknown (the kernel lacks CONFIG_PROC_CHILDREN)",
+        f"/proc/{pid}/task/{pid}/schedstat": "a pool's processes' CPU time is unknown "
+        "(the kernel lacks CONFIG_SCHED_INFO)",
+    }
+    return [f"{path} is missing: {why}" for path, why in needs.items() if not Path(path).exists()]
 
 
 def descendants(pid: int) -> list[int]:
@@ -65,13 +82,15 @@ def sample(pid: int, with_pss: bool) -> TreeSample:
     return TreeSample(processes, threads, pss if with_pss else None)
 
 
-def descendants_cpu_seconds(pid: int) -> float:
-    """CPU time of the processes below ``pid`` that are alive, to the nanosecond.
+def descendants_cpu_seconds(pid: int) -> float | None:
+    """CPU time of the processes below ``pid`` that are alive, to the nanosecond; None if unknown.
 
     getrusage(RUSAGE_CHILDREN) counts children only once they are reaped, and a pool's
     processes live across rounds; /proc/PID/stat counts in 10 ms ticks. The first field of
-    each thread's schedstat is its time on a CPU in ns.
+    each thread's schedstat is its time on a CPU in ns. Without schedstat it is unknown, not 0.
     """
+    if not Path(f"/proc/{pid}/task/{pid}/schedstat").exists():
+        return None
     total_ns = 0
     for child in descendants(pid):
         for schedstat in Path(f"/proc/{child}/task").glob("*/schedstat"):

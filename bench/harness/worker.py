@@ -29,6 +29,7 @@ import time
 from collections import Counter
 
 from bench.clients import BLOCKING, CLIENTS, NO_CLIENT, Client
+from bench.clients.outcome import REFUSED_BY_CAP
 from bench.harness import loops, memory, process_tree
 from bench.harness.cpu_task import cpu_task
 from bench.harness.timeline import round_details
@@ -116,10 +117,14 @@ class Runner:
             "peak_rss_bytes": memory.peak_rss_bytes() - self.rss_before,
         }
 
-    def cpu_seconds(self) -> float:
-        """The worker's CPU time, and its pool processes' (alive across rounds, so never reaped)."""
+    def cpu_seconds(self) -> float | None:
+        """The worker's CPU time, and its pool processes' (alive across rounds, so never reaped).
+
+        None when the pool's is unknown (no schedstat): never the worker's alone, passed off as the tree's.
+        """
         if self.processes:
-            return cpu_seconds() + process_tree.descendants_cpu_seconds(os.getpid())
+            pool = process_tree.descendants_cpu_seconds(os.getpid())
+            return None if pool is None else cpu_seconds() + pool
         return cpu_seconds()
 
     def prepare_round(self) -> None:
@@ -142,7 +147,8 @@ class Runner:
             outcomes, round_error = [], describe_error(exc)
             self._wait_for_stragglers()
         wall_seconds = time.perf_counter() - started
-        cpu = self.cpu_seconds() - cpu_before
+        cpu_after = self.cpu_seconds()
+        cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
         peak_rss = memory.peak_rss_bytes()
 
         self.last_outcomes, self.last_started, self.last_error = outcomes, started, round_error
@@ -172,6 +178,8 @@ class Runner:
             "ok": ok,
             "errors": len(self.urls) - ok,
             "error_samples": dict(errors.most_common(ERROR_SAMPLES)),
+            # Counted exactly, whatever the samples kept: the row's "refused by the server's cap".
+            "errors_http_503": errors[REFUSED_BY_CAP],
             **round_details(finished, self.last_started),
         }
 
