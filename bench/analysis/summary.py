@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from bench.analysis.verdicts import speedup
-from bench.harness.memory import SUMMED_PSS
+from bench.harness.memory import PSS_METHOD_PREFIX
 from bench.strategies import TWIN_SUFFIX
 
 REFERENCE = "sequential"
@@ -119,7 +119,7 @@ def notes(info: dict) -> str:
         )
     if info["monkey_patched"]:
         marks.append("patched")
-    if info.get("memory_method") == SUMMED_PSS:
+    if (info.get("memory_method") or "").startswith(PSS_METHOD_PREFIX):  # older runs sampled it mid-round
         marks.append(f"memory: summed PSS of {info['processes_peak']} processes")
     return ", ".join(marks)
 
