@@ -7,9 +7,8 @@ from pytest_benchmark.utils import get_tag
 
 from bench import report
 from bench.analysis import summary
-from bench.analysis.results import ResultsError, parse_run
+from bench.analysis.results import UNMEASURED_KEY, ResultsError, parse_run, unmeasured_rows
 from bench.analysis.summary import row_label
-from bench.analysis.unmeasured import UNMEASURED_KEY, unmeasured_rows
 from bench.harness import atomic_results, process_tree
 from bench.harness.cpu_task import calibrate_spin
 from bench.harness.interleave import RowRecord, run_interleaved

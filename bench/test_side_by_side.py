@@ -5,7 +5,7 @@ one of its tests runs; each test then hands its row's real, timed rounds to pyte
 and records the worker's, the server's and the kernel's figures in extra_info.
 
 A row none of whose rounds ran to its end is saved all the same, INVALID with its reason
-and null timings (``bench/analysis/unmeasured.py``), never dropped (issue 19, item 1).
+and null timings (``bench/analysis/results.py``), never dropped (issue 19, item 1).
 """
 
 import pytest

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.analysis.unmeasured import UNMEASURED_KEY
+from bench.analysis.results import UNMEASURED_KEY
 from bench.clients import CLIENTS
 from bench.harness.atomic_results import write_atomically
 from bench.harness.worker_process import WorkerError, WorkerProcess

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from bench import compare, report
-from bench.analysis.results import load_run
-from bench.analysis.unmeasured import NULL_STATS, UNMEASURED_KEY
+from bench.analysis.results import NULL_STATS, UNMEASURED_KEY, load_run
 
 BASELINE = Path(__file__).resolve().parent.parent / "results" / "baseline" / "baseline.json"
 REASON = "worker process 1 failed: threads worker exited (status -9) mid-conversation"

@@ -2,6 +2,14 @@
 
 Used by the report and the gate; both refuse, with exit status 2, a file that is missing, is
 not pytest-benchmark JSON, or holds no row of this suite.
+
+Rows with no timed round are saved beside pytest-benchmark's rows instead of vanishing
+(issue 19, item 1). A row whose worker would not start, whose warm-up failed, or none of whose
+rounds ran to its end has no time to give pytest-benchmark, which cannot summarize no data
+and leaves the row out of its ``benchmarks`` list. Such a row is saved under its own key of the
+same document (``unmeasured_rows``, called by bench/conftest.py), with its ``extra_info``
+(INVALID, and why) and explicit null timings: ``pytest-benchmark compare`` reads only
+``benchmarks`` and still works; this module reads both.
 """
 
 from __future__ import annotations
@@ -10,8 +18,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_benchmark.stats import Stats
+
 from bench.analysis.summary import Row
-from bench.analysis.unmeasured import UNMEASURED_KEY
 
 # Keys every row of this suite carries (the README's data contract); a file without them
 # was written by something else, or by a version this code cannot read.
@@ -28,6 +37,19 @@ REQUIRED_KEYS = (
     "monkey_patched",
     "valid",
 )
+
+
+UNMEASURED_KEY = "benchmarks_without_rounds"
+NULL_STATS = dict.fromkeys(Stats.fields) | {"rounds": 0, "data": [], "iterations": 1}
+
+
+def unmeasured_rows(benchmarks) -> list[dict]:
+    """This suite's benchmarks that had no round to hand over, as saved entries with null timings."""
+    return [
+        bench.as_dict(stats=False) | {"stats": dict(NULL_STATS)}
+        for bench in benchmarks
+        if bench.has_error and not bench.stats and "strategy" in bench.extra_info
+    ]
 
 
 # Strategies renamed when the client became an axis of its own: the name says the model only.

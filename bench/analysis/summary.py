@@ -86,7 +86,7 @@ class Row:
 def rows_from_session(benchmarks) -> list[Row]:
     """The suite's rows among pytest-benchmark's finished benchmarks, in run order.
 
-    A row with no timed round is there too, with no round times (bench/analysis/unmeasured.py).
+    A row with no timed round is there too, with no round times (bench/analysis/results.py, unmeasured_rows).
     """
     return [
         Row(bench.group or "", list(bench.stats.data), bench.extra_info)
