@@ -3,27 +3,25 @@
 Prints exactly one line, ``listening on http://HOST:PORT``, once every worker accepts
 connections, then serves until SIGTERM or SIGINT and exits 0; exits 1 if a worker dies.
 The parent process only supervises (``servers.supervisor``); each of the W worker processes
-runs aiohttp's low-level server on its own event loop, on its own socket bound to the shared
-port, and counts into the shared ``servers.stats``.
+runs ``servers.app`` (an ``asyncio.Protocol`` per connection, parsed by httptools) on its own
+event loop (uvloop when installed), on its own socket bound to the shared port, and counts into
+its own slot of the shared ``servers.stats``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import importlib.util
 import os
 import resource
 import signal
 import socket
 import sys
 
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-
-from servers.app import ArrivalStampingHandler, make_handler
+from servers.app import DelayApp
 from servers.lifetime import die_with_parent
-from servers.stats import REJECTED, SharedStats
+from servers.stats import SharedStats
 from servers.supervisor import Supervisor, listening_socket, reserve_port
 
 # The kernel caps the accept queue at min(backlog, net.core.somaxconn); asyncio's default
@@ -40,61 +38,12 @@ DEFAULT_MAX_CONNECTIONS = 15_000
 DEFAULT_WORKERS = 2
 MAX_WORKERS = 64
 LOOPS = ("asyncio", "uvloop")
+# uvloop when it is installed (it is a dependency): ~20 us of CPU a keep-alive request against
+# ~45 us on asyncio's own loop, with this app (python -m servers.cost).
+DEFAULT_LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 # How long a connection may sit idle or half-way through sending its request headers before
-# it is closed: the cap on slow or stalled clients (aiohttp's keep-alive timer covers both).
+# it is closed: the cap on slow or stalled clients.
 DEFAULT_IDLE_TIMEOUT_S = 30.0
-# aiohttp's own limits: a request line or header over 8 KiB, or over 128 headers, gets 400.
-MAX_LINE_BYTES = 8190
-MAX_HEADERS = 128
-
-_TOO_MANY = b"too many connections; raise --max-connections\n"
-_TOO_MANY_RESPONSE = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-    + b"Content-Length: %d\r\n\r\n" % len(_TOO_MANY)
-    + _TOO_MANY
-)
-
-
-class MalformedRequestFilter(logging.Filter):
-    """Count, rather than log, requests aiohttp's parser refused with a 400.
-
-    A flood of garbage would otherwise write a traceback per request to stderr: per-request
-    logging by the back door. Anything else (a bug in a handler) is still logged.
-    """
-
-    def __init__(self, stats: SharedStats) -> None:
-        super().__init__()
-        self.stats = stats
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
-            self.stats.count(REJECTED)
-            return False
-        return True
-
-
-class CappedServer(web.Server):
-    """aiohttp's low-level server, refusing connections past a cap (over all workers) with a
-    plain 503, and stamping each request's arrival (``ArrivalStampingHandler``)."""
-
-    def __init__(self, handler, stats: SharedStats, max_connections: int, **kwargs) -> None:
-        super().__init__(handler, **kwargs)
-        self.stats = stats
-        self.max_connections = max_connections
-
-    def __call__(self) -> ArrivalStampingHandler:
-        return ArrivalStampingHandler(self, loop=self._loop, **self._kwargs)
-
-    def connection_made(self, handler, transport) -> None:
-        super().connection_made(handler, transport)
-        if self.stats.connection_opened() > self.max_connections:
-            self.stats.count(REJECTED)
-            transport.write(_TOO_MANY_RESPONSE)
-            transport.close()
-
-    def connection_lost(self, handler, exc=None) -> None:
-        super().connection_lost(handler, exc)
-        self.stats.connection_closed()
 
 
 def raise_open_files_limit() -> None:
@@ -113,30 +62,14 @@ async def serve(
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
-    # access_log=None: a log line per request would cost more CPU than the request itself.
-    # aiohttp's protocol sets TCP_NODELAY on every accepted socket (base_protocol.py); without
-    # it keep-alive clients stall ~40 ms on Nagle + delayed ACK (gevent issue 1233).
-    # /stats reports the flag per connection so the tests can check it.
-    # handler_cancellation: a client that hangs up mid-delay frees its request at once.
-    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter(stats))
-    web_server = CappedServer(
-        make_handler(stats),
-        stats,
-        max_connections,
-        handler_cancellation=True,
-        access_log=None,
-        keepalive_timeout=idle_timeout_s,
-        max_line_size=MAX_LINE_BYTES,
-        max_field_size=MAX_LINE_BYTES,
-        max_headers=MAX_HEADERS,
-    )
-    listener = await loop.create_server(web_server, sock=sock, backlog=LISTEN_BACKLOG)
+    app = DelayApp(stats, max_connections, idle_timeout_s)
+    listener = await loop.create_server(app, sock=sock, backlog=LISTEN_BACKLOG)
     os.write(ready_fd, b"r")
     os.close(ready_fd)
 
     await stop.wait()
     listener.close()
-    await web_server.shutdown(SHUTDOWN_GRACE_S)
+    await app.shutdown(SHUTDOWN_GRACE_S)
 
 
 def run_worker(
@@ -196,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loop",
         choices=LOOPS,
-        default="asyncio",
-        help="event loop of each worker (default asyncio; uvloop must be installed)",
+        default=DEFAULT_LOOP,
+        help=f"event loop of each worker (default {DEFAULT_LOOP}: uvloop when it is installed)",
     )
     parser.add_argument(
         "--die-with-parent",
