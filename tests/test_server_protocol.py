@@ -132,13 +132,18 @@ def select_readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
 
 
+def a_burst(stats: SharedStats, requests: int) -> None:
+    """``requests`` enter together, then all leave: the total peaks at ``requests``."""
+    for _ in range(requests):
+        stats.enter()
+    for _ in range(requests):
+        stats.leave()
+
+
 def test_a_peak_from_before_a_reset_does_not_survive_it():
     stats = SharedStats(workers=2)
     stats.attach(1)
-    for _ in range(5):
-        stats.enter()
-    for _ in range(5):
-        stats.leave()
+    a_burst(stats, 5)
     assert stats.as_dict()["max_in_flight"] == 5
     stats.attach(0)
     stats.reset()  # from another worker: worker 1's slot keeps its old peak, of an old epoch
