@@ -5,7 +5,8 @@ MagicStack vmbench's asyncio_http_server.py): an ``asyncio.Protocol`` per connec
 ``httptools.HttpRequestParser``, whose callbacks do the work, with no task per request: a
 delayed request is one ``loop.call_later``, a response is one ``transport.write`` of bytes
 prepared once, and a URL seen before is not parsed again. So thousands of delayed requests cost
-one timer each, and a request costs ~20 us of CPU rather than aiohttp's ~50-160 (issue 15).
+one timer each, and a keep-alive request costs ~11-13 us of the server's CPU rather than the
+40-60 us of the aiohttp app this replaced (python -m servers.cost; issue 15).
 The counters are shared by all workers (``servers.stats``). Lifecycle (binding, signals, the
 ready line) lives in ``servers.delay``; starting it as a subprocess lives in ``servers.process``.
 """
@@ -134,7 +135,6 @@ def text_response(status: int, reason: str, keep_alive: bool = True) -> bytes:
     return response_head(status, _TEXT, len(body), keep_alive) + body
 
 
-_BODY = b"x" * MAX_BODY_BYTES
 # Whole responses up to this size are kept, one per (size, keep-alive); larger ones are built.
 _CACHED_BODY_BYTES = 64 * 1024
 _FAILED = {
