@@ -14,7 +14,7 @@ from bench.analysis.summary import row_label
 def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_options):
     """R timed rounds over K worker processes; memory, CPU, threads, latency and validity."""
     label = row_label(strategy.name, client)
-    if reason := shape.skip_reason(strategy, client, bench_options):
+    if reason := shape.skip_reason(strategy, client, bench_options) or workloads.ladder.skip_reason(shape):
         pytest.skip(f"{label} on {shape.group}: {reason}")
     benchmark.group = shape.group
     record = workloads.record(shape, strategy, client)
@@ -28,7 +28,7 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_optio
         scenario=shape.scenario,
     )
     capacity = workloads.capacities.get(shape)
-    if capacity and (reason := capacity.skip_reason(info)):
+    if capacity and (reason := capacity.skip_reason(info) or workloads.ladder.row_skip_reason(shape, info)):
         pytest.skip(f"{label} on {shape.group}: {reason}")  # not handed over: nothing saved
     hand_over(benchmark, [r["timed_seconds"] for r in record.rounds if r["timed_seconds"] is not None])
     info["instrument_capacity"] = capacity.describe() if capacity else None
