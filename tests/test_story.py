@@ -1,14 +1,21 @@
 """The default run's shape (story), its ladder's certification, and its closing summary, on synthetic rows."""
 
+import copy
+import json
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
+from bench import report
 from bench.analysis.story import MAX_LINES, story_lines
 from bench.analysis.summary import Row
 from bench.options import BenchOptions
+from bench.reporting.context import portable
 from bench.scenarios import LADDER, LADDER_MODELS, SCENARIOS, SEED_MODELS, Ladder
 from bench.strategies import STRATEGIES
 
 KIB = 1024
+BASELINE = Path(__file__).resolve().parent.parent / "results" / "baseline" / "baseline.json"
 
 
 def options(**changes) -> BenchOptions:
@@ -27,6 +34,16 @@ def test_the_default_is_the_story_seed_then_the_ladder_lowest_rung_first():
         assert [(s.name, c.name) for s, c in rung.pairs(options())] == [(m, "raw") for m in LADDER_MODELS]
     narrowed = options(strategies=("threads", "threadpool"))
     assert [s.name for s, _ in seed.pairs(narrowed)] == ["threads"], "--bench-strategies narrows the story"
+
+
+def test_the_seeds_comparison_is_io_bound():
+    """The delay is several times what the seed's client needs to send every request, so the
+    unbounded models have them all waiting at once (as test_quick_defaults_are_io_bound)."""
+    from bench.clients import CLIENTS
+    from bench.scenarios import SEED_DELAY_MS, SEED_REQUESTS
+
+    cpu_seconds = CLIENTS["requests"].estimated_cpu_seconds(SEED_REQUESTS, in_flight=SEED_REQUESTS)
+    assert 2.5 * cpu_seconds <= SEED_DELAY_MS / 1000
 
 
 def test_everything_is_the_former_default_every_model_on_the_quick_workload():
@@ -131,4 +148,56 @@ def test_a_greenlet_that_costs_more_loses_and_invalid_rows_say_nothing():
     lines = story_lines(rows)
     assert lines[-1].endswith("it loses in time, loses in memory and ties in CPU per request")
     assert "an asyncio task" not in "\n".join(lines)
+    rows.append(story_row("ladder", "threads", "raw", [1.0, 1.01, 0.99], requests=1000))
+    assert any(line.startswith("ladder, 10 in flight") for line in story_lines(rows)), (
+        "the comparisons stay at the rung where most models held, not at a higher one with fewer"
+    )
     assert story_lines([story_row("quick", "threads", "raw", [1.0])]) == [], "not a story run: no summary"
+
+
+def test_a_command_loses_its_machines_paths_and_keeps_the_rest():
+    command = (
+        "pytest bench/ --benchmark-json /tmp/m/run.json --benchmark-storage=file:///tmp/m/st "
+        "--bench-strategies threads,gevent-pool -p no:cacheprovider"
+    )
+    assert portable(command) == (
+        "pytest bench/ --benchmark-json …/run.json --benchmark-storage=file://…/st "
+        "--bench-strategies threads,gevent-pool -p no:cacheprovider"
+    )
+
+
+def story_run(tmp_path) -> Path:
+    """The committed baseline's rows recast as a story run: its quick rows as the seed's
+    comparison, and as two rungs of a ladder (the report reads only what rows say)."""
+    document = json.loads(BASELINE.read_text())
+    quick = [b for b in document["benchmarks"] if b["extra_info"]["scenario"] == "quick"]
+    benchmarks = []
+    for bench in quick:
+        if bench["extra_info"]["strategy"] in SEED_MODELS:
+            benchmarks.append(copy.deepcopy(bench))
+            benchmarks[-1]["extra_info"]["scenario"] = "seed"
+            benchmarks[-1]["group"] = "seed: 20 x 100 ms, C=5"
+        for n in (100, 1000) if bench["extra_info"]["strategy"] in LADDER_MODELS else ():
+            rung = copy.deepcopy(bench)
+            rung["extra_info"].update(scenario="ladder", client="raw", requests=n, client_max_in_flight=n)
+            rung["group"] = f"ladder: {n} in flight x 100 ms, raw client"
+            benchmarks.append(rung)
+    document["benchmarks"] = benchmarks
+    document["coroutine_bench"]["command"] = "pytest bench/ --benchmark-json /home/someone/run.json"
+    path = tmp_path / "story.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_the_reports_first_screen_is_the_answer_then_the_seeds_comparison(tmp_path):
+    out = tmp_path / "report"
+    assert report.main([str(story_run(tmp_path)), "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
+    assert images[:2] == ["headline.png", "side_by_side.png"]
+    assert markdown.index("The story, from this run") < markdown.index("headline.png")
+    assert markdown.index("headline.png") < markdown.index("## Runs") < markdown.index("## Workloads")
+    assert "ladder, 1,000 in flight (raw client" in markdown
+    assert "`pytest bench/ --benchmark-json …/run.json`" in markdown
+    assert "/home/someone" not in markdown and "/work/" not in markdown
+    assert (out / "headline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -89,7 +89,9 @@ def story_lines(rows: list[Row], beyond: list[int] | None = None) -> list[str]:
         return []
     against_sequential = [(ref, r) for r in seed if (ref := reference_for(r, seed)) and ref is not r]
     seed_pairs = head_to_heads(seed)
-    top = max(rungs) if rungs else None
+    # The highest rung with the most models: a model the instrument could not hold at a rung
+    # is missing there, and a comparison needs both of its models.
+    top = max(rungs, key=lambda n: (len(rungs[n]), n)) if rungs else None
     ladder_pairs = [
         (rungs[top][a], rungs[top][b]) for a, b in LADDER_PAIRS if top and {a, b} <= set(rungs[top])
     ]
@@ -136,7 +138,7 @@ def _ladder_lines(rungs, top: int, pairs, compare: Comparisons, beyond: list[int
     if stops:
         where += f"; {min(stops):,} was beyond the instrument here (see the skips)"
     lines = [
-        f"ladder top, {where}: one waiting request costs "
+        f"ladder, {where}: one waiting request costs "
         + ", ".join(
             f"{UNIT.get(r.strategy, r.strategy)} {format_bytes(r.info['peak_rss_per_inflight_bytes'])} "
             f"and {r.info['cpu_per_request_ms']:.2f} ms CPU"
@@ -161,7 +163,7 @@ def _ladder_lines(rungs, top: int, pairs, compare: Comparisons, beyond: list[int
             )
         )
     if len(rungs) > 1:
-        bottom = min(rungs)
+        bottom, top = min(rungs), max(rungs)
         lines.append(
             f"from {bottom:,} to {top:,} in flight, efficiency (ideal / median): "
             + ", ".join(
