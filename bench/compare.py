@@ -20,8 +20,8 @@ from bench.analysis.results import ResultsError, Run, load_run
 from bench.analysis.summary import Row, format_bytes, reference_for
 from bench.reporting.versions_report import python_mismatch
 
-# Both from two identical runs of the CI workload on the 2-core development machine (README,
-# "How the gate's limits were chosen"): about twice the largest change seen between them.
+# Both from two identical runs of the CI workload on the 2-core development machine
+# (docs/reference/results-and-gate.md, "How the gate's limits were chosen"): about twice the largest change seen between them.
 # IO speedups and efficiencies moved by up to 9.3% (threads), so a 20% fall is not noise.
 DEFAULT_MAX_REGRESSION = 0.20
 # A row's peak moved by up to 541 KiB (processpool's sampled PSS; other rows up to 120 KiB):

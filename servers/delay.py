@@ -36,7 +36,7 @@ SHUTDOWN_GRACE_S = 0.5
 DEFAULT_MAX_CONNECTIONS = 15_000
 # Worker processes sharing the port. On the 2-core development machine, with wrk on the same
 # cores, 2 workers answered ~25% more requests/s than 1 in every interleaved round, and 3 no
-# more than 2 (README, "The delay server").
+# more than 2 (docs/reference/server.md).
 DEFAULT_WORKERS = 2
 MAX_WORKERS = 64
 LOOPS = ("asyncio", "uvloop")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.analysis.summary import Row
 
-# Keys every row of this suite carries (the README's data contract); a file without them
+# Keys every row of this suite carries (the data contract, docs/reference/output.md); a file without them
 # was written by something else, or by a version this code cannot read.
 REQUIRED_KEYS = (
     "strategy",

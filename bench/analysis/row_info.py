@@ -1,6 +1,6 @@
 """Reduce a strategy's rounds to the ``extra_info`` of its pytest-benchmark row, and judge it.
 
-How each per-round figure becomes one number is the README's "How figures are reduced":
+How each per-round figure becomes one number is docs/reference/output.md's "how each is reduced":
 peaks (memory, threads, in-flight, server lateness) take the worst round, because a peak is
 a peak; CPU time, latency and harness overhead take the median round; ok and errors are
 those of the worst round.

@@ -183,7 +183,7 @@ def _compared_with_reference(row: Row, rows: list[Row]) -> Row | None:
 def verdict_lines(rows: list[Row]) -> list[str]:
     width = max(len(row.label) for row in rows) + 1
     pairs = head_to_heads(rows)
-    # Every interval printed for this workload shares one 95% (README, "Verdicts").
+    # Every interval printed for this workload shares one 95% (docs/reference/statistics.md, "Verdicts").
     comparisons = sum(_compared_with_reference(row, rows) is not None for row in rows) + len(pairs)
     lines = []
     for row in rows:

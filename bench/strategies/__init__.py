@@ -100,7 +100,7 @@ STRATEGIES: dict[str, Strategy] = {
     )
 }
 
-# The A/A check (README, "Verdicts"): with COROUTINE_BENCH_AA_TWIN=NAME, NAME is registered a
+# The A/A check (docs/reference/statistics.md): with COROUTINE_BENCH_AA_TWIN=NAME, NAME is registered a
 # second time as NAME-twin, the same module in a worker of its own. Identical work must never
 # come out significantly different; the twins are compared head to head in every workload.
 AA_TWIN_VARIABLE = "COROUTINE_BENCH_AA_TWIN"
