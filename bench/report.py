@@ -39,6 +39,7 @@ QUESTION = (
 # The IO workload whose rounds the timeline shows and the CPU control stands beside: the seed's
 # comparison (story, the default), else quick, else the first.
 FIRST_IO = ("seed", "quick")
+HEADLINE = "headline.png"
 
 # A report is a list of blocks, rendered once as Markdown and once as HTML.
 # ("h1"|"h2"|"h3"|"p", text) · ("table", header, rows) · ("list", items) · ("image", title, filename)
@@ -133,9 +134,13 @@ def time_table(rows: list[Row]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
 def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[Row]]) -> list[tuple]:
     """The answer first (the closing summary, the headline chart), then the seed's comparison, then the rest."""
     blocks: list[tuple] = [("h1", "Concurrency benchmark report"), ("p", QUESTION)]
+    images = [("image", title, filename) for title, filename in drawn]
+    # The headline chart, then this run's answer in words, then the seed's comparison and the rest.
+    headline = images[:1] if drawn and drawn[0][1] == HEADLINE else []
+    blocks += headline
     if closing := story_lines([row for rows in groups.values() for row in rows]):
         blocks += [("p", closing[0][0].upper() + closing[0][1:]), ("list", closing[1:])]
-    blocks += [("image", title, filename) for title, filename in drawn]
+    blocks += images[len(headline) :]
     blocks.append(("h2", "Runs"))
     for run in runs:
         context, machine = run.context, run.machine

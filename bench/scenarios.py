@@ -37,7 +37,7 @@ LADDER_CLIENT = "raw"
 # (in flight, delay ms, rounds). The delay grows with the rung: the server's lateness while it
 # accepts a burst grows with the burst, and its limit is 10% of the delay (row_info). The top
 # rung runs only where the preflight certifies it (the delay server of issue 15 holds ~19,000).
-LADDER = ((100, 250, 3), (1_000, 2_000, 3), (10_000, 2_000, 2))
+LADDER = ((100, 500, 3), (1_000, 2_000, 3), (10_000, 2_000, 2))
 
 
 @dataclass(frozen=True)

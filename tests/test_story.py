@@ -195,8 +195,9 @@ def test_the_reports_first_screen_is_the_answer_then_the_seeds_comparison(tmp_pa
     markdown = (out / "report.md").read_text()
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
     assert images[:2] == ["headline.png", "side_by_side.png"]
-    assert markdown.index("The story, from this run") < markdown.index("headline.png")
-    assert markdown.index("headline.png") < markdown.index("## Runs") < markdown.index("## Workloads")
+    assert markdown.index("headline.png") < markdown.index("The story, from this run")
+    assert markdown.index("The story, from this run") < markdown.index("side_by_side.png")
+    assert markdown.index("side_by_side.png") < markdown.index("## Runs") < markdown.index("## Workloads")
     assert "ladder, 1,000 in flight (raw client" in markdown
     assert "`pytest bench/ --benchmark-json …/run.json`" in markdown
     assert "/home/someone" not in markdown and "/work/" not in markdown

@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from bench.analysis.summary import REFERENCE, Row
 from bench.clients import CLIENTS
@@ -75,6 +76,7 @@ def headline(ladder: dict[int, list[Row]], path: Path) -> Path:
     cpu_ax.set_title("CPU: the worker's CPU time / requests", fontsize=9)
     for ax in (memory_ax, cpu_ax):
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))  # 1,000, not 10^3
         ax.set_ylim(bottom=0)
         ax.set_xlabel("requests in flight (measured, log scale)")
         ax.grid(alpha=0.3, which="both")
