@@ -36,8 +36,10 @@ LADDER_MODELS = ("threads", "gevent-joinall", "asyncio-gather")
 LADDER_CLIENT = "raw"
 # (in flight, delay ms, rounds). The delay grows with the rung: the server's lateness while it
 # accepts a burst grows with the burst, and its limit is 10% of the delay (row_info). The top
-# rung runs only where the preflight certifies it (the delay server of issue 15 holds ~19,000).
-LADDER = ((100, 500, 3), (1_000, 2_000, 3), (10_000, 2_000, 2))
+# rung runs only where the preflight certifies it (the delay server of issue 15 holds ~19,000);
+# one round a model keeps the default run near 90 s there, and gives its costs, not verdicts
+# (fewer than 3 rounds rank nothing: the summary compares at the highest rung with 3).
+LADDER = ((100, 500, 3), (1_000, 2_000, 3), (10_000, 2_000, 1))
 
 
 @dataclass(frozen=True)

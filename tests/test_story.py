@@ -124,7 +124,7 @@ def test_the_summary_says_wins_ties_and_costs_from_the_rows():
     assert "threads[requests] 9.1x faster" in text  # 1.0 / 0.11
     assert "gevent-joinall[requests] vs threads[requests]: tie in time (" in text
     assert (
-        "1,000 in flight (raw client, x 100 ms); 10,000 was beyond the instrument here (see the skips)"
+        "1,000 in flight (raw client, x 100 ms, 3 rounds each); 10,000 was beyond the instrument here (see the skips)"
         in text
     )
     assert "a thread 30.0 KiB and 0.50 ms CPU, a greenlet 15.0 KiB and 0.20 ms CPU" in text
@@ -202,3 +202,15 @@ def test_the_reports_first_screen_is_the_answer_then_the_seeds_comparison(tmp_pa
     assert "`pytest bench/ --benchmark-json …/run.json`" in markdown
     assert "/home/someone" not in markdown and "/work/" not in markdown
     assert (out / "headline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_top_rung_of_one_round_gives_its_costs_and_the_comparisons_stay_where_they_rank():
+    rows = [
+        story_row("ladder", m, "raw", [1.0, 1.01, 0.99], requests=1000, memory=(i + 1) * KIB)
+        for i, m in enumerate(LADDER_MODELS)
+    ]
+    rows += [story_row("ladder", m, "raw", [3.0], requests=10_000, memory=9 * KIB) for m in LADDER_MODELS]
+    text = "\n".join(story_lines(rows))
+    assert "ladder, 10,000 in flight (raw client, x 100 ms, 1 round each): one waiting request costs" in text
+    assert "at 1,000, cost: a greenlet against a thread: 2.0x more memory" in text
+    assert "too few rounds" not in text

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.analysis.summary import Row, format_bytes, head_to_heads, reference_for
-from bench.analysis.verdicts import Speedup, _times, speedup
+from bench.analysis.verdicts import MIN_ROUNDS_FOR_INTERVAL, Speedup, _times, speedup
 from bench.scenarios import LADDER_MODELS
 
 MAX_LINES = 8
@@ -89,11 +89,17 @@ def story_lines(rows: list[Row], beyond: list[int] | None = None) -> list[str]:
         return []
     against_sequential = [(ref, r) for r in seed if (ref := reference_for(r, seed)) and ref is not r]
     seed_pairs = head_to_heads(seed)
-    # The highest rung with the most models: a model the instrument could not hold at a rung
-    # is missing there, and a comparison needs both of its models.
+    # The highest rung with the most models (a model the instrument could not hold at a rung is
+    # missing there) shows the costs; comparisons need both models and rounds enough to rank.
     top = max(rungs, key=lambda n: (len(rungs[n]), n)) if rungs else None
+    ranked = [
+        n for n in rungs if all(len(r.round_seconds) >= MIN_ROUNDS_FOR_INTERVAL for r in rungs[n].values())
+    ]
+    compared = max(ranked or rungs, key=lambda n: (len(rungs[n]), n)) if rungs else None
     ladder_pairs = [
-        (rungs[top][a], rungs[top][b]) for a, b in LADDER_PAIRS if top and {a, b} <= set(rungs[top])
+        (rungs[compared][a], rungs[compared][b])
+        for a, b in LADDER_PAIRS
+        if compared and {a, b} <= set(rungs[compared])
     ]
     compare = Comparisons(
         [(a, b, TIME) for a, b in against_sequential + seed_pairs]
@@ -103,8 +109,8 @@ def story_lines(rows: list[Row], beyond: list[int] | None = None) -> list[str]:
     if seed:
         lines += _seed_lines(seed, against_sequential, seed_pairs, compare)
     if top:
-        lines += _ladder_lines(rungs, top, ladder_pairs, compare, beyond or [])
-    claim = _claim(seed_pairs, ladder_pairs, top, compare)
+        lines += _ladder_lines(rungs, top, compared, ladder_pairs, compare, beyond or [])
+    claim = _claim(seed_pairs, ladder_pairs, compared, compare)
     if claim:
         lines.append(claim)
     return lines[:MAX_LINES]
@@ -130,11 +136,16 @@ def _seed_lines(seed: list[Row], against_sequential, pairs, compare: Comparisons
     return lines
 
 
-def _ladder_lines(rungs, top: int, pairs, compare: Comparisons, beyond: list[int]) -> list[str]:
-    """``beyond``: rungs the instrument did not hold in this run (known to the live run only)."""
+def _ladder_lines(
+    rungs, top: int, compared: int, pairs, compare: Comparisons, beyond: list[int]
+) -> list[str]:
+    """Costs at ``top``, comparisons at ``compared``; ``beyond``: rungs the instrument did not
+    hold in this run (known to the live run only)."""
     at_top = [rungs[top][m] for m in LADDER_MODELS if m in rungs[top]]
     stops = [n for n in beyond if n > top]
-    where = f"{top:,} in flight ({at_top[0].client} client, x {at_top[0].info['delay_ms']} ms)"
+    rounds = min(len(r.round_seconds) for r in at_top)
+    where = f"{top:,} in flight ({at_top[0].client} client, x {at_top[0].info['delay_ms']} ms"
+    where += f", {rounds} round{'s' if rounds > 1 else ''} each)"
     if stops:
         where += f"; {min(stops):,} was beyond the instrument here (see the skips)"
     lines = [
@@ -145,9 +156,10 @@ def _ladder_lines(rungs, top: int, pairs, compare: Comparisons, beyond: list[int
             for r in at_top
         )
     ]
+    at_compared = [rungs[compared][m] for m in LADDER_MODELS if m in rungs[compared]]
     if pairs:
         lines.append(
-            f"at {top:,}, cost: "
+            f"at {compared:,}, cost: "
             + "; ".join(
                 f"{UNIT.get(b.strategy, b.strategy)} against {UNIT.get(a.strategy, a.strategy)}: "
                 f"{verdict(compare(a, b, MEMORY), MEMORY)}, {verdict(compare(a, b, CPU), CPU)}"
@@ -155,9 +167,9 @@ def _ladder_lines(rungs, top: int, pairs, compare: Comparisons, beyond: list[int
             )
         )
         lines.append(
-            f"at {top:,}, wall time: "
-            + ", ".join(f"{r.strategy} {r.median_seconds:.2f} s" for r in at_top)
-            + f" (ideal {at_top[0].info['ideal_seconds']:.2f} s); "
+            f"at {compared:,}, wall time: "
+            + ", ".join(f"{r.strategy} {r.median_seconds:.2f} s" for r in at_compared)
+            + f" (ideal {at_compared[0].info['ideal_seconds']:.2f} s); "
             + "; ".join(
                 f"{b.strategy} vs {a.strategy}: {verdict(compare(a, b, TIME), TIME)}" for a, b in pairs
             )

@@ -118,6 +118,7 @@ def side_by_side(groups: dict[str, list[Row]], path: Path) -> Path:
         # Log scale only when sequential dwarfs the rest; a narrow range reads better linear.
         spread = max(max(row.round_seconds) for row in rows) / max(min(medians), 1e-9)
         time_ax.set_xscale("log" if spread > 10 else "linear")
+        time_ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))  # 0.1, not 10^-1
         time_ax.set_yticks(list(y), [row.label for row in rows], fontsize=8)
         memory_ax.set_yticks(list(y), [])
         time_ax.set_title(group, fontsize=9, loc="left")
