@@ -2,8 +2,9 @@
 
 Every number and every "wins / ties / loses" below is computed from the run's own rows and
 their intervals over worker processes (``bench/analysis/verdicts.py``); nothing is canned. The
-intervals of the summary share one 95% (Bonferroni over its comparisons), so a line here can
-call a tie what the workload's own table, with fewer comparisons, ranks.
+intervals of one workload's lines share one 95% (Bonferroni over its comparisons in the
+summary), so a line here can call a tie what the workload's own table, with fewer
+comparisons, ranks.
 
 What it tells (issue 16): the seed's comparison against sequential and head to head; what one
 waiting request costs each model (memory and CPU, raw client) at the ladder's top rung; how the
@@ -13,6 +14,7 @@ the seed's claim that coroutines beat threads on IO.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from bench.analysis.summary import Row, format_bytes, head_to_heads, reference_for
@@ -66,11 +68,16 @@ def outcome(s: Speedup) -> str:
 
 
 class Comparisons:
-    """Every interval of the summary, computed once with the summary's shared level."""
+    """Every interval of the summary, computed once; a workload's lines share one 95%.
+
+    As in the workload's own verdict table (Bonferroni within a workload): the seed's
+    comparison and a rung of the ladder are different workloads, asking different questions.
+    """
 
     def __init__(self, wanted: list[tuple[Row, Row, Figure]]) -> None:
+        per_workload = Counter(a.group for a, _, _ in wanted)
         self.results = {
-            (a.label, b.label, f.key, a.group): speedup(f.groups(a), f.groups(b), len(wanted))
+            (a.label, b.label, f.key, a.group): speedup(f.groups(a), f.groups(b), per_workload[a.group])
             for a, b, f in wanted
         }
 
@@ -105,7 +112,9 @@ def story_lines(rows: list[Row], beyond: list[int] | None = None) -> list[str]:
         [(a, b, TIME) for a, b in against_sequential + seed_pairs]
         + [(a, b, f) for a, b in ladder_pairs for f in (MEMORY, CPU, TIME)]
     )
-    lines = ["the story, from this run (ties: intervals over processes containing 1, 95% for the summary):"]
+    lines = [
+        "the story, from this run (tie: the interval over processes holds 1; 95% for each workload's lines):"
+    ]
     if seed:
         lines += _seed_lines(seed, against_sequential, seed_pairs, compare)
     if top:
