@@ -124,8 +124,9 @@ class Ladder:
     is not are skipped without a burst. A skipped rung is the instrument's limit on this
     machine, never a failure of the run (design rule 9). One burst is a noisy measure near the
     limit, so a rung's row that then comes out invalid only because the server fell behind or
-    overflowed is skipped the same way (``row_skip_reason``): the ladder's top is where the
-    instrument held, and a rung it could not hold is never published.
+    overflowed is skipped the same way (``row_skip_reason``): a row the instrument could not
+    hold is never published. Such a row does not stop the ladder (a model whose threads starve
+    the server at one rung says nothing about the others at the next); the next rung's burst does.
     """
 
     def __init__(self, certify: Callable[[Shape], object]) -> None:
@@ -152,13 +153,10 @@ class Ladder:
         return self.reasons[shape]
 
     def row_skip_reason(self, shape: Shape, info: dict) -> str | None:
-        """A rung's row the instrument could not hold after all: skipped, and no rung above it runs."""
+        """A rung's row the instrument could not hold after all: skipped, as beyond the instrument."""
         if not shape.rung or not info.get("instrument_limited"):
             return None
-        self.stops[shape] = reason = (
-            f"the ladder stops below this rung: {info['invalid_reason']} (the instrument's limit, not the model's)"
-        )
-        return reason
+        return f"beyond the instrument at this rung: {info['invalid_reason']} (the instrument's limit, not the model's)"
 
 
 @dataclass(frozen=True)
