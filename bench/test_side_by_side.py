@@ -21,7 +21,7 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_optio
     # an unused fixture (fixture.py, ``_cleanup``).
     benchmark._mode = "the interleaved rounds (bench/test_side_by_side.py)"
     label = row_label(strategy.name, client)
-    if reason := shape.skip_reason(strategy, client, bench_options):
+    if reason := shape.skip_reason(strategy, client, bench_options) or workloads.ladder.skip_reason(shape):
         pytest.skip(f"{label} on {shape.group}: {reason}")
     benchmark.group = shape.group
     record = workloads.record(shape, strategy, client)
@@ -35,7 +35,7 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_optio
         scenario=shape.scenario,
     )
     capacity = workloads.capacities.get(shape)
-    if capacity and (reason := capacity.skip_reason(info)):
+    if capacity and (reason := capacity.skip_reason(info) or workloads.ladder.row_skip_reason(shape, info)):
         pytest.skip(f"{label} on {shape.group}: {reason}")  # not handed over: nothing saved
     hand_over(benchmark, record.rounds)
     info["instrument_capacity"] = capacity.describe() if capacity else None

@@ -82,6 +82,7 @@ def test_a_run_against_a_server_started_elsewhere_uses_its_stats(tmp_path):
                 "-p",
                 "no:cacheprovider",
                 f"--bench-server-url={server.base_url}",
+                "--bench-scenario=quick",
                 "--bench-strategies=threads",
                 "--bench-requests=5",
                 "--bench-delay-ms=50",

@@ -99,6 +99,7 @@ def start_bench(tmp_path, *options) -> subprocess.Popen:
             "no:cacheprovider",
             f"--benchmark-storage=file://{tmp_path}",
             "--bench-processes=1",  # one worker per row: these tests are about stopping, not statistics
+            "--bench-scenario=quick",  # the workload each test shapes with --bench-requests and -delay-ms
             *options,
         ],
         cwd=PROJECT_ROOT,

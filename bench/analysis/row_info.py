@@ -70,11 +70,18 @@ def _ratio(value: float | None, divisor: float | None) -> float | None:
     return value / divisor if value is not None and divisor else None
 
 
-def _by_process(rounds: list[dict], key: str) -> list[list[float]]:
+def _by_process(rounds: list[dict], key) -> list[list[float]]:
+    """A figure of every round, grouped by worker process; ``key`` names it or computes it from a round."""
+    value = key if callable(key) else (lambda r: r[key])
     groups: dict[int, list[float]] = {}
     for r in rounds:
-        groups.setdefault(r.get("process", 0), []).append(r[key])
+        if (figure := value(r)) is not None:
+            groups.setdefault(r.get("process", 0), []).append(figure)
     return [groups[k] for k in sorted(groups)]
+
+
+def _per_inflight(r: dict) -> float | None:
+    return _ratio(r.get("peak_rss_above_idle_bytes"), r.get("client_max_in_flight"))
 
 
 def row_info(
@@ -148,6 +155,11 @@ def row_info(
         "processes": len({r.get("process", 0) for r in rounds}),
         # The verdicts' bootstrap resamples these groups, then the rounds within each.
         "rounds_by_process": _by_process(complete, "round_trip_seconds"),
+        # ...and so do the closing summary's comparisons of what a waiting request costs.
+        "cpu_per_request_ms_by_process": _by_process(
+            complete, lambda r: _ratio(r.get("cpu_seconds"), n / 1000)
+        ),
+        "peak_rss_per_inflight_bytes_by_process": _by_process(complete, _per_inflight),
         "worker_wall_seconds": [r["wall_seconds"] for r in complete],
         "harness_overhead_ms": (
             statistics.median(r["round_trip_seconds"] - r["wall_seconds"] for r in complete) * 1000

@@ -66,10 +66,11 @@ class Capacity:
         return asdict(self)
 
 
-def measure_capacity(server, workload: Workload, in_flight: int) -> Capacity:
+def measure_capacity(server, workload: Workload, in_flight: int, attempts: int = ATTEMPTS) -> Capacity:
+    """Bursts of ``in_flight``, halved until one is held, ``attempts`` at most (a ladder's rung: 1)."""
     capacity = Capacity(workload.delay_ms, in_flight)
     n = in_flight
-    for _ in range(ATTEMPTS):
+    for _ in range(attempts):
         burst = _burst(server, replace(workload, requests=n, concurrency=n, fault_query=""))
         capacity.bursts.append(burst)
         if burst["held"]:
