@@ -86,6 +86,7 @@ class Workloads:
             timeout_s=self.options.timeout_s,
             fault_query=fault_query(self.options.fail_rate, self.options.drop_rate),
             round_trip_ms=0.0 if cpu else self.round_trip_ms,
+            connection=self.options.connection,
         )
 
     def record(self, shape: Shape, strategy, client) -> RowRecord:

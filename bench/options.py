@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from bench.clients import CLIENTS, DEFAULT_CLIENT
 from bench.scenarios import SCENARIOS
 from bench.strategies import STRATEGIES
-from bench.workload import REQUEST_TIMEOUT_S
+from bench.workload import CONNECTIONS, REQUEST_TIMEOUT_S, REUSE
 
 # The defaults tell the story in under two minutes here: sequential needs N x D = 10 s a
 # round, and D is over four times N x the client's CPU cost per request (40 x ~1.5 ms), so
@@ -46,6 +46,7 @@ class BenchOptions:
     timeout_s: float = REQUEST_TIMEOUT_S
     # None: each strategy's default client (requests where code blocks, aiohttp for asyncio).
     clients: tuple[str, ...] | None = None
+    connection: str = REUSE
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -62,12 +63,20 @@ class BenchOptions:
             drop_rate=config.getoption("bench_drop_rate"),
             timeout_s=config.getoption("bench_timeout_s"),
             clients=config.getoption("bench_client"),
+            connection=config.getoption("bench_connection"),
         )
 
     def check(self) -> None:
-        """Refuse a choice of clients that leaves an asked-for strategy with none to run it."""
+        """Refuse a choice of clients that leaves an asked-for strategy with none to run it, or
+        that cannot connect the way --bench-connection asks."""
         if self.clients is None:
             return
+        if cannot := [name for name in self.clients if not CLIENTS[name].connects(self.connection)]:
+            modes = ", ".join(f"{name} has only {'/'.join(CLIENTS[name].connections)}" for name in cannot)
+            raise ValueError(
+                f"--bench-client {','.join(cannot)} cannot run with --bench-connection {self.connection} "
+                f"({modes}): drop the client or change --bench-connection"
+            )
         stranded = [
             name
             for name in self.strategies
@@ -195,6 +204,14 @@ def add_options(parser) -> None:
         f"becomes a row (known: {', '.join(CLIENTS)}; default: "
         + ", ".join(f"{name} for {api} strategies" for api, name in DEFAULT_CLIENT.items())
         + ")",
+    )
+    group.addoption(
+        "--bench-connection",
+        choices=CONNECTIONS,
+        default=REUSE,
+        help="reuse: keep-alive connections, opened by the warm-up and reused by every round; "
+        "new: a new connection per request, as the seed's urlopen(url) does (each client's own way: "
+        "Connection: close, or its pool off; the server closes first) (default reuse)",
     )
     group.addoption(
         "--bench-rounds",

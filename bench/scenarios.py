@@ -55,7 +55,7 @@ class Shape:
             names = options.clients
             if self.every_client:
                 names = names if names is not None else tuple(CLIENTS)
-            rows += [(strategy, client) for client in clients_for(strategy, names)]
+            rows += [(strategy, client) for client in clients_for(strategy, names, options.connection)]
         return rows
 
     def skip_reason(self, strategy: Strategy, client: Client | None, options) -> str | None:

@@ -13,6 +13,11 @@ from typing import NamedTuple
 # Generous on purpose: a timeout must never be what ends a healthy request, even with
 # thousands in flight on a loaded 2-core machine; it is there so a broken server cannot hang us.
 REQUEST_TIMEOUT_S = 30.0
+# --bench-connection: keep-alive connections reused across requests, or one new connection per
+# request, the way the seed's urlopen(url) does it (issue 17).
+REUSE = "reuse"
+NEW = "new"
+CONNECTIONS = (REUSE, NEW)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,19 @@ class Workload:
     # A GET with no delay, measured before the run: on loopback a fraction of a ms, to a
     # server on another host the network's round trip, which every wave of requests pays.
     round_trip_ms: float = 0.0
+    connection: str = REUSE
+    # --bench-tls: the PEM of the CA every client verifies the server against ("" for plain HTTP).
+    ca_file: str = ""
+
+    @property
+    def new_connections(self) -> bool:
+        return self.connection == NEW
+
+    @property
+    def request_headers(self) -> dict[str, str]:
+        """What asks for a new connection per request: ``Connection: close``, so the server
+        closes first and TIME_WAIT stays on its side (RFC 9112 9.6); nothing for keep-alive."""
+        return {"Connection": "close"} if self.new_connections else {}
 
     @property
     def url(self) -> str:

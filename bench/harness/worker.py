@@ -229,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         return 1
+    if client is not None and not client.connects(workload.connection):
+        send({"fatal": f"client {client.name} cannot run with --bench-connection {workload.connection}"})
+        return 1
     if workload.kind == "io" and client is None:
         send({"fatal": "an IO workload needs a client"})
         return 1
