@@ -11,15 +11,18 @@ from __future__ import annotations
 import ssl
 import threading
 from collections import Counter
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 import pytest
-from test_clients import label, run_side_by_side  # tests/ is on sys.path (rootdir conftest)
+from test_clients import PER_CLIENT_MODE, label, run_side_by_side  # tests/ is on sys.path (rootdir conftest)
 
 from bench.clients import CLIENTS, clients_for
+from bench.harness.local_ca import local_ca
 from bench.strategies import STRATEGIES
 from bench.workload import NEW, REUSE, Workload
+from servers.tls import server_context
 
 NEW_PAIRS = [
     (strategy, client)
@@ -39,6 +42,9 @@ class CountingServer(ThreadingHTTPServer):
         self.accepted = 0
         self.requests: Counter[str] = Counter()
         self.connections: Counter[str] = Counter()  # by the path of each connection's first request
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that refused our certificate: counted by the client, not logged here
 
     def get_request(self):
         sock, address = super().get_request()
@@ -78,18 +84,38 @@ class CountingHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def counting_server():
-    server = CountingServer()
+@contextmanager
+def serving(context: ssl.SSLContext | None = None):
+    server = CountingServer(context)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
-def run_pairs(pairs, server, n: int, connection: str) -> dict[str, dict]:
+@pytest.fixture
+def counting_server():
+    with serving() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def authority():
+    with local_ca() as ca:
+        yield ca
+
+
+@pytest.fixture
+def tls_counting_server(authority):
+    with serving(server_context(authority.cert_file, authority.key_file)) as server:
+        yield server
+
+
+def run_pairs(pairs, server, n: int, connection: str, ca_file: str = "") -> dict[str, dict]:
     return run_side_by_side(
         pairs,
         lambda pair: Workload(
@@ -99,6 +125,7 @@ def run_pairs(pairs, server, n: int, connection: str) -> dict[str, dict]:
             concurrency=3,
             timeout_s=10,
             connection=connection,
+            ca_file=ca_file,
         ),
     )
 
@@ -130,3 +157,39 @@ def test_reuse_mode_keeps_its_connections(counting_server):
     for name, result in results.items():
         assert (result["ok"], counting_server.requests[name]) == (n, n), name
         assert counting_server.connections[name] <= 3, name
+
+
+def test_every_client_verifies_the_local_ca_on_new_tls_connections(tls_counting_server, authority):
+    """The seed's workload: https, a new connection (so a full handshake) per request."""
+    n = 4
+    results = run_pairs(NEW_PAIRS, tls_counting_server, n, NEW, ca_file=authority.ca_file)
+    for name, result in results.items():
+        assert (result["ok"], result["errors"]) == (n, 0), (name, result["error_samples"])
+        assert tls_counting_server.connections[name] == n, name
+    assert tls_counting_server.accepted == n * len(NEW_PAIRS)
+
+
+def test_a_client_trusting_another_ca_counts_every_request_as_an_error(tls_counting_server):
+    """One pair per way each client runs (its API, patched or not, in a pool process or not)."""
+    n = 3
+    pairs = {
+        NEW: [pair for pair in NEW_PAIRS if pair in PER_CLIENT_MODE or pair[1].name == "urllib"],
+        REUSE: PER_CLIENT_MODE,
+    }
+    with local_ca() as stranger:
+        results = {
+            connection: run_pairs(
+                pairs[connection],
+                tls_counting_server,
+                n,
+                connection,
+                ca_file=stranger.ca_file,
+            )
+            for connection in (NEW, REUSE)
+        }
+    for connection, by_pair in results.items():
+        for name, result in by_pair.items():
+            assert (result["ok"], result["errors"]) == (0, n), (connection, name)
+    # Every handshake failed: not one request reached the server (httpx on trio says only "ConnectError").
+    assert sum(tls_counting_server.requests.values()) == 0
+    assert tls_counting_server.accepted > 0
