@@ -8,6 +8,7 @@ It honours ``Connection: close`` the way the delay server must: it answers, says
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 from collections import Counter
@@ -22,6 +23,7 @@ from bench.clients import CLIENTS, clients_for
 from bench.harness.local_ca import local_ca
 from bench.strategies import STRATEGIES
 from bench.workload import NEW, REUSE, Workload
+from servers.process import running_delay_server
 from servers.tls import server_context
 
 NEW_PAIRS = [
@@ -193,3 +195,44 @@ def test_a_client_trusting_another_ca_counts_every_request_as_an_error(tls_count
     # Every handshake failed: not one request reached the server (httpx on trio says only "ConnectError").
     assert sum(tls_counting_server.requests.values()) == 0
     assert tls_counting_server.accepted > 0
+
+
+@pytest.fixture(scope="module")
+def tls_delay_server(authority):
+    with running_delay_server(
+        extra_args=(*authority.server_args, "--ipv6-loopback"), ca_file=authority.ca_file
+    ) as server:
+        yield server
+
+
+def get_and_read_to_eof(port: int, host: str, context: ssl.SSLContext) -> tuple[str, ssl.SSLSession, bytes]:
+    """One ``Connection: close`` GET, read until the server closes its side."""
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(b"GET /delay?ms=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(4096):  # b"": the server closed first
+            answer += chunk
+        return tls.version(), tls.session, answer
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_the_delay_server_serves_tls_13_on_both_loopbacks_and_closes_first(tls_delay_server, authority, host):
+    port = int(tls_delay_server.base_url.rsplit(":", 1)[1])
+    version, session, answer = get_and_read_to_eof(
+        port, host, ssl.create_default_context(cafile=authority.ca_file)
+    )
+    assert tls_delay_server.base_url.startswith("https://")
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" in answer.lower()
+    assert version == "TLSv1.3"
+    assert not session.has_ticket  # no resumption: every new connection is a full handshake
+
+
+def test_the_delay_server_refuses_tls_12(tls_delay_server, authority):
+    port = int(tls_delay_server.base_url.rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=authority.ca_file)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ssl.SSLError):
+        get_and_read_to_eof(port, "127.0.0.1", context)
