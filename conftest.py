@@ -1,7 +1,10 @@
 """Shared by the tests and the benchmarks: the ``--bench-*`` options and the delay server."""
 
+from contextlib import ExitStack
+
 import pytest
 
+from bench.harness.local_ca import local_ca
 from bench.options import BenchOptions, add_options
 from bench.reporting.context import SERVER_INFO, server_python_executable
 from servers.process import ServerStartError, remote_delay_server, running_delay_server
@@ -27,7 +30,8 @@ def bench_options(pytestconfig) -> BenchOptions:
 @pytest.fixture(scope="session")
 def delay_server(pytestconfig):
     """The delay server for the whole session: one started elsewhere (--bench-server-url), or
-    one in its own process here (its Python: bench/reporting/context.py)."""
+    one in its own process here (its Python: bench/reporting/context.py), listening on both
+    loopback addresses (--bench-host name), serving HTTPS with a fresh local CA (--bench-tls)."""
     if url := pytestconfig.getoption("bench_server_url"):
         try:
             server = remote_delay_server(url)
@@ -35,7 +39,15 @@ def delay_server(pytestconfig):
             pytest.exit(f"--bench-server-url: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
         yield _recorded(pytestconfig, server)
         return
-    with running_delay_server(python=server_python_executable()) as server:
+    with ExitStack() as stack:
+        ca = stack.enter_context(local_ca()) if pytestconfig.getoption("bench_tls") else None
+        server = stack.enter_context(
+            running_delay_server(
+                python=server_python_executable(),
+                extra_args=("--ipv6-loopback", *(ca.server_args if ca else ())),
+                ca_file=ca and ca.ca_file,
+            )
+        )
         yield _recorded(pytestconfig, server)
 
 

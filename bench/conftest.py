@@ -77,7 +77,7 @@ class Workloads:
     def workload(self, shape: Shape) -> Workload:
         cpu = shape.kind == "cpu"
         return Workload(
-            base_url=self.server.base_url,
+            base_url=self.options.base_url(self.server.base_url),
             requests=shape.requests,
             delay_ms=shape.delay_ms,
             concurrency=shape.concurrency,
@@ -87,6 +87,7 @@ class Workloads:
             fault_query=fault_query(self.options.fail_rate, self.options.drop_rate),
             round_trip_ms=0.0 if cpu else self.round_trip_ms,
             connection=self.options.connection,
+            ca_file=self.server.ca_file,
         )
 
     def record(self, shape: Shape, strategy, client) -> RowRecord:

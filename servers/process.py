@@ -42,7 +42,9 @@ class DelayServer(NamedTuple):
     process: subprocess.Popen | None
     # The worker processes that serve (``process`` only supervises them), read once at start.
     worker_pids: tuple[int, ...] = ()
-    # For an HTTPS server: a context trusting its CA, for /stats and the round trip.
+    # For an HTTPS server: its CA's PEM, which its clients trust, and a context trusting it,
+    # for /stats and the round trip.
+    ca_file: str = ""
     ssl_context: ssl.SSLContext | None = None
 
     @property
@@ -125,7 +127,7 @@ def running_delay_server(
         )
         try:
             base_url = _wait_for_ready_line(process, stderr, startup_timeout_s)
-            server = DelayServer(base_url, process, ssl_context=context)
+            server = DelayServer(base_url, process, ca_file=ca_file or "", ssl_context=context)
             yield server._replace(worker_pids=tuple(server.stats()["worker_pids"]))
         finally:
             stop_process(process)
