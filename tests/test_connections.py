@@ -236,3 +236,38 @@ def test_the_delay_server_refuses_tls_12(tls_delay_server, authority):
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     with pytest.raises(ssl.SSLError):
         get_and_read_to_eof(port, "127.0.0.1", context)
+
+
+def test_a_name_row_resolves_the_name_through_its_model(delay_server):
+    """Counted inside each worker, on the model's own path (bench/harness/resolver.py)."""
+    n = 5
+    port = delay_server.base_url.rsplit(":", 1)[1]
+    pairs = [pair for pair in NEW_PAIRS if pair in PER_CLIENT_MODE or pair[1].name == "urllib"]
+    results = run_side_by_side(
+        pairs,
+        lambda pair: Workload(
+            f"http://localhost:{port}", requests=n, delay_ms=0, concurrency=3, timeout_s=10, connection=NEW
+        ),
+    )
+    for (strategy, client), (name, result) in zip(pairs, results.items(), strict=True):
+        assert (result["ok"], result["errors"]) == (n, 0), (name, result["error_samples"])
+        if strategy.loop == "uvloop" or strategy.processes:  # libuv's C resolver, other processes
+            assert result["resolver_calls"] is None, name
+        elif client.name == "raw":  # no cache anywhere: a lookup per new connection
+            assert result["resolver_calls"] == n, (name, result["resolver_calls"])
+        elif client.name == "aiohttp":  # its DNS cache: one lookup for the round, however many connect
+            assert result["resolver_calls"] == 1, name
+        else:
+            assert result["resolver_calls"] >= 1, name
+
+
+def test_a_literal_address_needs_no_lookup_in_the_event_loops(delay_server):
+    """The contrast: asyncio and trio skip getaddrinfo for 127.0.0.1, so a name row's count is lookups."""
+    n = 3
+    pairs = [(STRATEGIES[name], CLIENTS["raw"]) for name in ("asyncio-gather", "trio-nursery")]
+    results = run_side_by_side(
+        pairs,
+        lambda pair: Workload(delay_server.base_url, requests=n, delay_ms=0, concurrency=3, connection=NEW),
+    )
+    for name, result in results.items():
+        assert (result["ok"], result["resolver_calls"]) == (n, 0), name

@@ -43,6 +43,8 @@ class Client:
     cpu_ms_per_request_per_in_flight: float = 0.0
     # The --bench-connection modes it has: urllib has no pool, so it cannot reuse a connection.
     connections: tuple[str, ...] = (REUSE, NEW)
+    # Where the client puts itself between the model and its resolver, if it does.
+    resolver_note: str = ""
 
     def estimated_cpu_seconds(self, requests: int, in_flight: int) -> float:
         per_request_ms = self.cpu_ms_per_request + self.cpu_ms_per_request_per_in_flight * in_flight
@@ -70,7 +72,13 @@ CLIENTS: dict[str, Client] = {
             cpu_ms_per_request=1.0,
             cpu_ms_per_request_per_in_flight=0.004,
         ),
-        Client("aiohttp", "bench.clients.aiohttp_client", (ASYNCIO,), cpu_ms_per_request=0.5),
+        Client(
+            "aiohttp",
+            "bench.clients.aiohttp_client",
+            (ASYNCIO,),
+            cpu_ms_per_request=0.5,
+            resolver_note="aiohttp's ThreadedResolver (loop.getaddrinfo) behind its DNS cache (10 s)",
+        ),
         Client("urllib3", "bench.clients.urllib3_client", (BLOCKING,), cpu_ms_per_request=1.0),
         Client(
             "geventhttpclient",
