@@ -59,5 +59,6 @@ def _recorded(config, server):
         "started_by_suite": server.started_here,
         "workers": stats.get("workers"),
         "round_trip_ms": server.round_trip_ms(),
+        "tls": server.negotiated_tls(),
     }
     return server

@@ -11,11 +11,13 @@ import json
 import os
 import selectors
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +77,17 @@ class DelayServer(NamedTuple):
     def reset_stats(self) -> dict:
         with self._open(urllib.request.Request(self.url_for("/stats/reset"), method="POST")) as response:
             return json.load(response)
+
+    def negotiated_tls(self) -> dict | None:
+        """The TLS version and cipher a client with the default context gets; None for plain HTTP."""
+        if self.ssl_context is None:
+            return None
+        parts = urllib.parse.urlsplit(self.base_url)
+        with (
+            socket.create_connection((parts.hostname, parts.port), timeout=5) as raw,
+            self.ssl_context.wrap_socket(raw, server_hostname=parts.hostname) as tls,
+        ):
+            return {"version": tls.version(), "cipher": tls.cipher()[0]}
 
     def _open(self, request):
         return urllib.request.urlopen(request, timeout=5, context=self.ssl_context)

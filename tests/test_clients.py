@@ -61,7 +61,8 @@ def run_side_by_side(pairs, workload_for) -> dict[str, dict]:
 
 
 def test_the_matrix_covers_every_client_in_every_model_it_serves():
-    assert {client.name for _, client in PAIRS} == set(CLIENTS)
+    # urllib cannot keep a connection: tests/test_connections.py runs it, with new connections.
+    assert {client.name for _, client in PAIRS} == set(CLIENTS) - {"urllib"}
     by_label = {label(pair) for pair in PAIRS}
     assert "gevent-joinall[geventhttpclient]" in by_label
     assert "threads[geventhttpclient]" not in by_label

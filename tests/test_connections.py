@@ -75,7 +75,7 @@ class CountingHandler(BaseHTTPRequestHandler):
             self.server.requests[pair] += 1
             self.server.connections[pair] += self.answered == 0
         self.answered += 1
-        self.send_response(200)
+        self.send_response(500 if "fail" in self.path else 200)
         self.send_header("Content-Length", "2")
         if self.close_connection:  # the request said Connection: close
             self.send_header("Connection", "close")
@@ -271,3 +271,22 @@ def test_a_literal_address_needs_no_lookup_in_the_event_loops(delay_server):
     )
     for name, result in results.items():
         assert (result["ok"], result["resolver_calls"]) == (n, 0), name
+
+
+def test_the_run_records_the_negotiated_tls(tls_delay_server, delay_server):
+    assert tls_delay_server.negotiated_tls()["version"] == "TLSv1.3"
+    assert delay_server.negotiated_tls() is None
+
+
+def test_urllib_counts_a_500_as_an_error_and_reads_it(counting_server):
+    """urlopen raises HTTPError for a 500; the client still reads it and returns its status."""
+    pairs = [(STRATEGIES[name], CLIENTS["urllib"]) for name in ("threads", "gevent-pool")]
+    results = run_side_by_side(
+        pairs,
+        lambda pair: Workload(
+            f"{counting_server.url}/{label(pair)}/fail", requests=4, delay_ms=0, concurrency=2, connection=NEW
+        ),
+    )
+    for name, result in results.items():
+        assert (result["ok"], result["error_samples"]) == (0, {"HTTP 500": 4}), name
+        assert counting_server.connections[name] == 4, name
