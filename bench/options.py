@@ -13,12 +13,7 @@ from urllib.parse import urlsplit
 from bench.clients import CLIENTS, DEFAULT_CLIENT
 from bench.scenarios import SCENARIOS
 from bench.strategies import STRATEGIES
-from bench.workload import CONNECTIONS, REQUEST_TIMEOUT_S, REUSE
-
-# --bench-host: the literal 127.0.0.1, or a name each model resolves its own way (issue 17).
-HOST_IP = "ip"
-HOST_NAME = "name"
-LOOPBACK_NAME = "localhost"
+from bench.workload import CONNECTIONS, HOST_IP, HOST_NAME, LOOPBACK_NAME, REQUEST_TIMEOUT_S, REUSE
 
 # The defaults tell the story in under two minutes here: sequential needs N x D = 10 s a
 # round, and D is over four times N x the client's CPU cost per request (40 x ~1.5 ms), so
@@ -77,19 +72,18 @@ class BenchOptions:
             server_url=config.getoption("bench_server_url"),
         )
 
-    def base_url(self, server_url: str) -> str:
-        """The server's URL as the workload names it: 127.0.0.1, or with --bench-host name, localhost."""
-        if self.host != HOST_NAME:
-            return server_url
-        parts = urlsplit(server_url)
-        return parts._replace(netloc=f"{LOOPBACK_NAME}:{parts.port}").geturl()
-
     def check(self) -> None:
         """Refuse a choice of clients that leaves an asked-for strategy with none to run it, or
         that cannot connect the way --bench-connection asks, or a server the suite cannot
         give its CA or its names to."""
-        if self.server_url and (self.tls or self.host == HOST_NAME):
-            asked = "--bench-tls" if self.tls else f"--bench-host {self.host}"
+        if self.server_url and (self.tls or self.host == HOST_NAME or "connections" in self.scenarios):
+            asked = (
+                "--bench-tls"
+                if self.tls
+                else f"--bench-host {self.host}"
+                if self.host == HOST_NAME
+                else "--bench-scenario connections"
+            )
             raise ValueError(
                 f"{asked} needs the suite's own delay server (its CA, both loopback addresses), not "
                 f"--bench-server-url {self.server_url}: drop one of them"

@@ -11,14 +11,44 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.clients import CLIENTS, Client, clients_for
+from bench.clients import CLIENTS, DEFAULT_CLIENT, FLOOR, Client, clients_for
 from bench.strategies import STRATEGIES, Strategy
+from bench.workload import HOST_IP, HOST_NAME, NEW, REUSE
 
 # Starting a worker (imports, the gevent patch, the client's session) takes well under this.
 WORKER_START_ESTIMATE_S = 1.0
 # The CPU-bound control's task: long enough to dwarf scheduling overhead, short enough for
 # 50 of them to run in a quarter of a second.
 CPU_TASK_MS = 5
+
+
+@dataclass(frozen=True)
+class Cell:
+    """How a workload's rows connect: --bench-connection, --bench-tls and --bench-host, or a
+    connections scenario's cell (issue 17)."""
+
+    connection: str = REUSE
+    tls: bool = False
+    host: str = HOST_IP
+
+    @property
+    def label(self) -> str:
+        return f"{self.connection}/{'TLS' if self.tls else 'plain'}/{self.host}"
+
+    @classmethod
+    def from_options(cls, options) -> Cell:
+        return cls(options.connection, options.tls, options.host)
+
+
+# Each cell adds one cost to the one before: a new connection, then a name lookup, then TLS.
+CONNECTION_CELLS = (
+    Cell(REUSE, False, HOST_IP),
+    Cell(NEW, False, HOST_IP),
+    Cell(NEW, False, HOST_NAME),
+    Cell(NEW, True, HOST_NAME),
+)
+# The seed's two models, and the event loops users pick instead.
+CONNECTION_MODELS = ("gevent-joinall", "gevent-pool", "asyncio-gather", "asyncio-uvloop", "trio-nursery")
 
 
 @dataclass(frozen=True)
@@ -33,21 +63,35 @@ class Shape:
     rounds: int | None = None  # None: --bench-rounds
     # Every client that can serve a strategy (the clients scenario), not only the chosen ones.
     every_client: bool = False
+    # The connections scenario: its own cell (None: the command line's), its models (narrowed
+    # by --bench-strategies), and the raw floor beside each model's default client.
+    cell: Cell | None = None
+    strategies: tuple[str, ...] | None = None
+    with_floor: bool = False
+
+    def connecting(self, options) -> Cell:
+        return self.cell or Cell.from_options(options)
 
     @property
     def group(self) -> str:
         if self.kind == "cpu":
             return f"{self.scenario}: {self.requests} CPU tasks of ~{CPU_TASK_MS} ms, C={self.concurrency}"
-        return f"{self.scenario}: {self.requests} x {self.delay_ms} ms, C={self.concurrency}"
+        cell = f" {self.cell.label}" if self.cell else ""
+        return f"{self.scenario}{cell}: {self.requests} x {self.delay_ms} ms, C={self.concurrency}"
 
     @property
     def test_id(self) -> str:
+        if self.cell:
+            return f"{self.scenario}-{self.cell.label.replace('/', '-')}"
         return self.scenario if self.scenario != "sweep" else f"sweep-N{self.requests}"
 
     def pairs(self, options) -> list[tuple[Strategy, Client | None]]:
         """The rows of this workload: (strategy, client), in registry order; no client for the CPU task."""
         rows = []
+        connection = self.connecting(options).connection
         for name in options.strategies:
+            if self.strategies is not None and name not in self.strategies:
+                continue
             strategy = STRATEGIES[name]
             if self.kind == "cpu":
                 rows.append((strategy, None))
@@ -55,7 +99,9 @@ class Shape:
             names = options.clients
             if self.every_client:
                 names = names if names is not None else tuple(CLIENTS)
-            rows += [(strategy, client) for client in clients_for(strategy, names, options.connection)]
+            if self.with_floor and names is None:
+                names = tuple(dict.fromkeys((DEFAULT_CLIENT[strategy.api], FLOOR)))
+            rows += [(strategy, client) for client in clients_for(strategy, names, connection)]
         return rows
 
     def skip_reason(self, strategy: Strategy, client: Client | None, options) -> str | None:
@@ -116,6 +162,25 @@ SCENARIOS: dict[str, Scenario] = {
             "2,000 GETs of 1,000 ms, pools of 500, every model with every client that can serve it "
             "(narrowed by --bench-client): the model's cost apart from the client's",
             lambda o: [Shape("clients", 2000, 1000, 500, rounds=min(o.rounds, 3), every_client=True)],
+        ),
+        Scenario(
+            "connections",
+            "500 GETs of 500 ms, pools of 50, in four cells, each adding one cost: reuse/plain/ip, "
+            "new/plain/ip, new/plain/name, new/TLS/name; the seed's gevent models and asyncio, "
+            "uvloop and trio, with raw and their default client (issue 17)",
+            lambda o: [
+                Shape(
+                    "connections",
+                    500,
+                    500,
+                    50,
+                    rounds=min(o.rounds, 3),
+                    cell=cell,
+                    strategies=CONNECTION_MODELS,
+                    with_floor=True,
+                )
+                for cell in CONNECTION_CELLS
+            ],
         ),
         Scenario(
             "cpu",

