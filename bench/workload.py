@@ -19,6 +19,9 @@ REQUEST_TIMEOUT_S = 30.0
 REUSE = "reuse"
 NEW = "new"
 CONNECTIONS = (REUSE, NEW)
+# How a request asks for its connection to end with it: the server closes first, so TIME_WAIT
+# stays on its side (RFC 9112 9.6).
+CONNECTION_CLOSE = {"Connection": "close"}
 # --bench-host: the literal 127.0.0.1, or a name each model resolves its own way (issue 17).
 HOST_IP = "ip"
 HOST_NAME = "name"
@@ -55,9 +58,8 @@ class Workload:
 
     @property
     def request_headers(self) -> dict[str, str]:
-        """What asks for a new connection per request: ``Connection: close``, so the server
-        closes first and TIME_WAIT stays on its side (RFC 9112 9.6); nothing for keep-alive."""
-        return {"Connection": "close"} if self.new_connections else {}
+        """The headers of every request: ``Connection: close`` for new connections, none for keep-alive."""
+        return dict(CONNECTION_CLOSE) if self.new_connections else {}
 
     @property
     def url(self) -> str:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from bench.clients.http11 import ResponseReader, request_bytes
 from bench.clients.outcome import asyncio_fetch_from, blocking_fetch_from
 from bench.clients.tls import client_context
+from bench.workload import CONNECTION_CLOSE
 
 RECEIVE_BYTES = 64 * 1024
 
@@ -30,7 +31,7 @@ def _target(url: str, close: bool) -> tuple[str, int, str, bytes]:
     parts = urlsplit(url)
     target = f"{parts.path}?{parts.query}" if parts.query else parts.path or "/"
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    headers = {"Connection": "close"} if close else None
+    headers = CONNECTION_CLOSE if close else None
     return parts.hostname, port, parts.netloc, request_bytes(parts.hostname, port, target, headers)
 
 
