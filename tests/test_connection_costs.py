@@ -31,11 +31,12 @@ ROWS = [
     a_row("gevent-joinall", "raw", "new/TLS/name", 1.30, 1.20),
     a_row("trio-nursery", "raw", "reuse/plain/ip", 0.20, 1.00),
     a_row("trio-nursery", "raw", "new/plain/ip", 0.40, 1.00, valid=False),
+    a_row("trio-nursery", "raw", "new/plain/name", 0.50, 1.00),
 ]
 
 
 def test_the_table_shows_what_each_cell_adds_over_the_one_before():
-    header, gevent, trio = connection_costs.cost_table(ROWS[:6])
+    header, gevent, trio = connection_costs.cost_table(ROWS)
     assert header[0] == "row" and len(header) == 6
     assert gevent == (
         "gevent-joinall[raw]",
@@ -45,21 +46,24 @@ def test_the_table_shows_what_each_cell_adds_over_the_one_before():
         "1.300 ms (+1.000)",
         "1.000 / 1.010 / 1.020 / 1.200",
     )
-    # An INVALID cell is left out, never shown as a figure.
-    assert trio == ("trio-nursery[raw]", "0.200 ms", "-", "-", "-", "1.000 / - / - / -")
+    # An INVALID cell is left out, never shown as a figure, and the cell after it adds to nothing.
+    assert trio == ("trio-nursery[raw]", "0.200 ms", "-", "0.500 ms", "-", "1.000 / - / 1.000 / -")
 
 
 def test_a_verdict_goes_from_keep_alive_to_the_last_cell_a_row_ran_in():
-    [line] = connection_costs.verdict_lines(ROWS[:6])
+    [line, trio] = connection_costs.verdict_lines(ROWS)
     assert line.startswith(
         "gevent-joinall[raw]: a new connection, a name lookup, TLS per request (new/TLS/name) costs "
         "+1.200 ms CPU per request over reuse (1.300 vs 0.100 ms); wall time: "
     )
     assert "slower" in line
+    assert trio.startswith(
+        "trio-nursery[raw]: a new connection, a name lookup per request (new/plain/name) costs +0.300"
+    )
 
 
 def test_rows_of_other_scenarios_make_no_table():
-    rows = [Row(r.group, r.round_seconds, r.info | {"scenario": "quick"}) for r in ROWS[:6]]
+    rows = [Row(r.group, r.round_seconds, r.info | {"scenario": "quick"}) for r in ROWS]
     assert connection_costs.cost_table(rows) == []
     assert connection_costs.verdict_lines(rows) == []
 

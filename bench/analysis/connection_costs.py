@@ -39,8 +39,9 @@ def cost_table(rows) -> list[tuple[str, ...]]:
         line, before = [label], None
         for cell in CELLS:
             row = cells.get(cell)
-            if row is None:
+            if row is None:  # INVALID or not run: the next cell has nothing to add to
                 line.append("-")
+                before = None
                 continue
             cpu = row.info["cpu_per_request_ms"]
             line.append(f"{cpu:.3f} ms" + (f" ({cpu - before:+.3f})" if before is not None else ""))
