@@ -3,7 +3,8 @@
 A small threaded HTTP/1.1 server is the referee here: it counts the connections it accepted
 and, per pair (each pair has its own path), the requests and the connections they came on.
 It honours ``Connection: close`` the way the delay server must: it answers, says
-``Connection: close`` and closes its side first (issue 17).
+``Connection: close`` and closes its side first (issue 17). The real delay server is the
+referee too: its ``/stats`` ``connections_accepted``, one pair at a time (issue 17, item 7).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 import pytest
-from test_clients import PER_CLIENT_MODE, label, run_side_by_side  # tests/ is on sys.path (rootdir conftest)
+from test_clients import (  # tests/ is on sys.path (rootdir conftest)
+    PER_CLIENT_MODE,
+    label,
+    run_side_by_side,
+    started_workers,
+)
 
 from bench.clients import CLIENTS, clients_for
 from bench.harness.local_ca import local_ca
@@ -142,14 +148,45 @@ def test_urllib_serves_the_blocking_models_with_new_connections_only():
     assert [name for name, client in CLIENTS.items() if not client.connects(REUSE)] == ["urllib"]
 
 
-def test_n_requests_in_new_mode_make_n_connections_for_every_client(counting_server):
-    n = 6
-    results = run_pairs(NEW_PER_MODE, counting_server, n, NEW)
-    for name, result in results.items():
-        assert (result["ok"], result["errors"]) == (n, 0), (name, result["error_samples"])
-        assert counting_server.requests[name] == n, name
-        assert counting_server.connections[name] == n, name
-    assert counting_server.accepted == n * len(NEW_PER_MODE)
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "TLS"])
+def test_n_requests_in_new_mode_make_n_connections_for_every_client(request, tls):
+    """Counted by the delay server itself, for every client in every way it runs; with TLS, the
+    seed's workload (https, a full handshake per request), every client verifying the local CA.
+    The workers start together, then each pair's round runs alone between a reset of /stats and
+    a read of it, so the server's counts are that pair's."""
+    server = request.getfixturevalue("tls_delay_server" if tls else "plain_delay_server")
+    n = 5
+
+    def workload_for(pair):
+        return Workload(
+            server.base_url,
+            requests=n,
+            delay_ms=0,
+            concurrency=3,
+            timeout_s=10,
+            connection=NEW,
+            ca_file=server.ca_file,
+        )
+
+    with started_workers(NEW_PER_MODE, workload_for) as workers:
+        for pair, worker in zip(NEW_PER_MODE, workers, strict=True):
+            server.reset_stats()
+            result = worker.measure_round()
+            stats = server.stats()
+            assert (result["ok"], result["errors"]) == (n, 0), (label(pair), result["error_samples"])
+            assert stats["served"] == n, label(pair)
+            # /stats is read on a connection of its own, accepted after the reset: one more.
+            assert stats["connections_accepted"] == n + 1, label(pair)
+
+
+def test_a_failed_tls_handshake_is_still_an_accepted_connection(tls_delay_server):
+    """asyncio and uvloop call connection_made only after the handshake: the server counts on accept."""
+    port = int(tls_delay_server.base_url.rsplit(":", 1)[1])
+    tls_delay_server.reset_stats()
+    with local_ca() as stranger, pytest.raises(ssl.SSLCertVerificationError):
+        get_and_read_to_eof(port, "127.0.0.1", ssl.create_default_context(cafile=stranger.ca_file))
+    stats = tls_delay_server.stats()
+    assert (stats["connections_accepted"], stats["served"]) == (2, 0)  # the refused one and this read
 
 
 def test_reuse_mode_keeps_its_connections(counting_server):
@@ -162,16 +199,6 @@ def test_reuse_mode_keeps_its_connections(counting_server):
     for name, result in results.items():
         assert (result["ok"], counting_server.requests[name]) == (n, n), name
         assert counting_server.connections[name] <= 3, name
-
-
-def test_every_client_verifies_the_local_ca_on_new_tls_connections(tls_counting_server, authority):
-    """The seed's workload: https, a new connection (so a full handshake) per request."""
-    n = 4
-    results = run_pairs(NEW_PER_MODE, tls_counting_server, n, NEW, ca_file=authority.ca_file)
-    for name, result in results.items():
-        assert (result["ok"], result["errors"]) == (n, 0), (name, result["error_samples"])
-        assert tls_counting_server.connections[name] == n, name
-    assert tls_counting_server.accepted == n * len(NEW_PER_MODE)
 
 
 def test_a_client_trusting_another_ca_counts_every_request_as_an_error(tls_counting_server):
