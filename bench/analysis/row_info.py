@@ -143,6 +143,7 @@ def row_info(
         "host": urlsplit(workload.base_url).hostname,
         "resolver": _first(complete, "resolver"),
         "resolver_calls": _median(complete, "resolver_calls"),
+        "server_connections_accepted": _worst(complete, "server_connections_accepted"),
         "monkey_patched": monkey_patched,
         "client_max_in_flight": client_in_flight,
         "latency_p50_ms": _median(complete, "latency_p50_ms"),
