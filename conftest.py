@@ -1,7 +1,10 @@
 """Shared by the tests and the benchmarks: the ``--bench-*`` options and the delay server."""
 
+from contextlib import ExitStack, contextmanager
+
 import pytest
 
+from bench.harness.local_ca import local_ca
 from bench.options import BenchOptions, add_options
 from bench.reporting.context import SERVER_INFO, server_python_executable
 from servers.process import ServerStartError, remote_delay_server, running_delay_server
@@ -25,27 +28,59 @@ def bench_options(pytestconfig) -> BenchOptions:
 
 
 @pytest.fixture(scope="session")
-def delay_server(pytestconfig):
+def delay_server(pytestconfig, request):
     """The delay server for the whole session: one started elsewhere (--bench-server-url), or
-    one in its own process here (its Python: bench/reporting/context.py)."""
+    one in its own process here (its Python: bench/reporting/context.py), listening on both
+    loopback addresses (--bench-host name), serving HTTPS with a fresh local CA (--bench-tls)."""
     if url := pytestconfig.getoption("bench_server_url"):
         try:
             server = remote_delay_server(url)
         except ServerStartError as exc:
             pytest.exit(f"--bench-server-url: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        return _recorded(pytestconfig, server)
+    return request.getfixturevalue(
+        "tls_delay_server" if pytestconfig.getoption("bench_tls") else "plain_delay_server"
+    )
+
+
+@pytest.fixture(scope="session")
+def plain_delay_server(pytestconfig):
+    with _suite_server(tls=False) as server:
         yield _recorded(pytestconfig, server)
-        return
-    with running_delay_server(python=server_python_executable()) as server:
+
+
+@pytest.fixture(scope="session")
+def tls_delay_server(pytestconfig):
+    """Started only when asked: by --bench-tls, or by a TLS cell of the connections scenario."""
+    with _suite_server(tls=True) as server:
         yield _recorded(pytestconfig, server)
+
+
+@contextmanager
+def _suite_server(tls: bool):
+    with ExitStack() as stack:
+        ca = stack.enter_context(local_ca()) if tls else None
+        yield stack.enter_context(
+            running_delay_server(
+                python=server_python_executable(),
+                extra_args=("--ipv6-loopback", *(ca.server_args if ca else ())),
+                ca_file=ca and ca.ca_file,
+            )
+        )
 
 
 def _recorded(config, server):
-    """Note in the saved run which server it used, its workers and the measured round trip."""
+    """Note in the saved run which server(s) it used, their workers and the measured round trip;
+    a second server (the connections scenario's other one) is recorded under ``also``."""
     stats = server.stats()
-    config.stash[SERVER_INFO] = {
-        "url": server.base_url,
-        "started_by_suite": server.started_here,
-        "workers": stats.get("workers"),
-        "round_trip_ms": server.round_trip_ms(),
-    }
+    recorded = config.stash.setdefault(SERVER_INFO, {})
+    (recorded.setdefault("also", {}) if recorded else recorded).update(
+        {
+            "url": server.base_url,
+            "started_by_suite": server.started_here,
+            "workers": stats.get("workers"),
+            "round_trip_ms": server.round_trip_ms(),
+            "tls": server.negotiated_tls(),
+        }
+    )
     return server

@@ -16,7 +16,7 @@ from bench.harness.preflight import ATTEMPTS, Capacity, measure_capacity
 from bench.options import BenchOptions
 from bench.reporting.context import run_context
 from bench.scenarios import CPU_TASK_MS, SCENARIOS, Ladder, Shape
-from bench.workload import Workload, fault_query
+from bench.workload import HOST_NAME, Workload, by_name, fault_query
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 PYTEST_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
@@ -81,13 +81,25 @@ class Workloads:
         self.request = request
         self._records: dict[Shape, dict] = {}
         self.capacities: dict[Shape, Capacity] = {}
-        self.round_trip_ms = server.round_trip_ms()
+        self.round_trip_ms = {server.base_url: server.round_trip_ms()}
         self.ladder = request.config.stash[LADDER] = Ladder(self._certify)
+
+    def server_for(self, shape: Shape):
+        """The session's server, or for a connections cell that differs in TLS, the other one."""
+        tls = shape.connecting(self.options).tls
+        if tls == bool(self.server.ca_file):
+            return self.server
+        server = self.request.getfixturevalue("tls_delay_server" if tls else "plain_delay_server")
+        if server.base_url not in self.round_trip_ms:
+            self.round_trip_ms[server.base_url] = server.round_trip_ms()
+        return server
 
     def workload(self, shape: Shape) -> Workload:
         cpu = shape.kind == "cpu"
+        cell = shape.connecting(self.options)
+        server = self.server_for(shape)
         return Workload(
-            base_url=self.server.base_url,
+            base_url=by_name(server.base_url) if cell.host == HOST_NAME else server.base_url,
             requests=shape.requests,
             delay_ms=shape.delay_ms,
             concurrency=shape.concurrency,
@@ -95,7 +107,9 @@ class Workloads:
             cpu_iterations=self.request.getfixturevalue("cpu_iterations") if cpu else 0,
             timeout_s=self.options.timeout_s,
             fault_query=fault_query(self.options.fail_rate, self.options.drop_rate),
-            round_trip_ms=0.0 if cpu else self.round_trip_ms,
+            round_trip_ms=0.0 if cpu else self.round_trip_ms[server.base_url],
+            connection=cell.connection,
+            ca_file=server.ca_file,
         )
 
     def record(self, shape: Shape, strategy, client) -> RowRecord:
@@ -106,7 +120,7 @@ class Workloads:
             self._records[shape] = run_interleaved(
                 rows,
                 self.workload(shape),
-                self.server if shape.kind == "io" else None,
+                self.server_for(shape) if shape.kind == "io" else None,
                 rounds=shape.rounds or self.options.rounds,
                 processes=self.options.processes,
             )
@@ -121,7 +135,7 @@ class Workloads:
         if shape in self.capacities:
             return self.capacities[shape]
         in_flight = max(s.fanout.max_in_flight(shape.requests, shape.concurrency) for s, _ in rows)
-        capacity = measure_capacity(self.server, self.workload(shape), in_flight, attempts)
+        capacity = measure_capacity(self.server_for(shape), self.workload(shape), in_flight, attempts)
         self.capacities[shape] = capacity
         plugins = self.request.config.pluginmanager
         reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")

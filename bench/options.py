@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from bench.clients import CLIENTS, DEFAULT_CLIENT
 from bench.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from bench.strategies import STRATEGIES, Fanout
-from bench.workload import REQUEST_TIMEOUT_S
+from bench.workload import CONNECTIONS, HOST_IP, HOST_NAME, LOOPBACK_NAME, REQUEST_TIMEOUT_S, REUSE
 
 # The quick workload (and everything): sequential needs N x D = 10 s a round, and D is over
 # four times N x the client's CPU cost per request (40 x ~1.5 ms), so the unbounded
@@ -48,6 +48,10 @@ class BenchOptions:
     timeout_s: float = REQUEST_TIMEOUT_S
     # None: each strategy's default client (requests where code blocks, aiohttp for asyncio).
     clients: tuple[str, ...] | None = None
+    connection: str = REUSE
+    tls: bool = False
+    host: str = HOST_IP
+    server_url: str | None = None
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -64,20 +68,46 @@ class BenchOptions:
             drop_rate=config.getoption("bench_drop_rate"),
             timeout_s=config.getoption("bench_timeout_s"),
             clients=config.getoption("bench_client"),
+            connection=config.getoption("bench_connection"),
+            tls=config.getoption("bench_tls"),
+            host=config.getoption("bench_host"),
+            server_url=config.getoption("bench_server_url"),
         )
 
     def check(self) -> None:
-        """Refuse a choice of clients that leaves an asked-for strategy with none to run it."""
+        """Refuse a choice of clients that leaves an asked-for strategy with none to run it, or
+        that cannot connect the way --bench-connection asks, or a server the suite cannot
+        give its CA or its names to."""
+        if self.server_url and (self.tls or self.host == HOST_NAME or "connections" in self.scenarios):
+            asked = (
+                "--bench-tls"
+                if self.tls
+                else f"--bench-host {self.host}"
+                if self.host == HOST_NAME
+                else "--bench-scenario connections"
+            )
+            raise ValueError(
+                f"{asked} needs the suite's own delay server (its CA, both loopback addresses), not "
+                f"--bench-server-url {self.server_url}: drop one of them"
+            )
         if self.clients is None:
             return
+        if cannot := [name for name in self.clients if not CLIENTS[name].connects(self.connection)]:
+            modes = ", ".join(f"{name} has only {'/'.join(CLIENTS[name].connections)}" for name in cannot)
+            raise ValueError(
+                f"--bench-client {','.join(cannot)} cannot run with --bench-connection {self.connection} "
+                f"({modes}): drop the client or change --bench-connection"
+            )
+
+        def usable(client, strategy_name: str) -> bool:
+            return client.serves(STRATEGIES[strategy_name]) and client.connects(self.connection)
+
         stranded = [
-            name
-            for name in self.strategies
-            if not any(CLIENTS[c].serves(STRATEGIES[name]) for c in self.clients)
+            name for name in self.strategies if not any(usable(CLIENTS[c], name) for c in self.clients)
         ]
         if stranded:
             needs = "; ".join(
-                f"{name} needs one of {', '.join(c.name for c in CLIENTS.values() if c.serves(STRATEGIES[name]))}"
+                f"{name} needs one of {', '.join(c.name for c in CLIENTS.values() if usable(c, name))}"
                 for name in stranded
             )
             raise ValueError(
@@ -199,6 +229,28 @@ def add_options(parser) -> None:
         f"becomes a row (known: {', '.join(CLIENTS)}; default: "
         + ", ".join(f"{name} for {api} strategies" for api, name in DEFAULT_CLIENT.items())
         + ")",
+    )
+    group.addoption(
+        "--bench-connection",
+        choices=CONNECTIONS,
+        default=REUSE,
+        help="reuse: keep-alive connections, opened by the warm-up and reused by every round; "
+        "new: a new connection per request, as the seed's urlopen(url) does (each client's own way: "
+        "Connection: close, or its pool off; the server closes first) (default reuse)",
+    )
+    group.addoption(
+        "--bench-tls",
+        action="store_true",
+        help="serve HTTPS (TLS 1.3, no session tickets) with a certificate from a CA the suite makes "
+        "at start (trustme); every client verifies against that CA (default: plain HTTP)",
+    )
+    group.addoption(
+        "--bench-host",
+        choices=(HOST_IP, HOST_NAME),
+        default=HOST_IP,
+        help=f"ip: URLs name 127.0.0.1; name: they name {LOOPBACK_NAME}, which every model resolves "
+        "its own way (asyncio's executor, libuv's pool, gevent's resolver, trio's thread); the server "
+        "listens on 127.0.0.1 and ::1 (default ip)",
     )
     group.addoption(
         "--bench-rounds",

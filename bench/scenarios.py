@@ -17,8 +17,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.clients import CLIENTS, Client, clients_for
+from bench.clients import CLIENTS, DEFAULT_CLIENT, FLOOR, Client, clients_for
 from bench.strategies import STRATEGIES, Strategy
+from bench.workload import HOST_IP, HOST_NAME, NEW, REUSE
 
 # Starting a worker (imports, the gevent patch, the client's session) takes well under this.
 WORKER_START_ESTIMATE_S = 1.0
@@ -43,6 +44,35 @@ LADDER = ((100, 500, 3), (1_000, 2_000, 3), (10_000, 2_000, 1))
 
 
 @dataclass(frozen=True)
+class Cell:
+    """How a workload's rows connect: --bench-connection, --bench-tls and --bench-host, or a
+    connections scenario's cell (issue 17)."""
+
+    connection: str = REUSE
+    tls: bool = False
+    host: str = HOST_IP
+
+    @property
+    def label(self) -> str:
+        return f"{self.connection}/{'TLS' if self.tls else 'plain'}/{self.host}"
+
+    @classmethod
+    def from_options(cls, options) -> Cell:
+        return cls(options.connection, options.tls, options.host)
+
+
+# Each cell adds one cost to the one before: a new connection, then a name lookup, then TLS.
+CONNECTION_CELLS = (
+    Cell(REUSE, False, HOST_IP),
+    Cell(NEW, False, HOST_IP),
+    Cell(NEW, False, HOST_NAME),
+    Cell(NEW, True, HOST_NAME),
+)
+# The seed's two models, and the event loops users pick instead.
+CONNECTION_MODELS = ("gevent-joinall", "gevent-pool", "asyncio-gather", "asyncio-uvloop", "trio-nursery")
+
+
+@dataclass(frozen=True)
 class Shape:
     """One workload of a scenario: N tasks, D ms of server delay, pools of C."""
 
@@ -60,6 +90,13 @@ class Shape:
     client: str | None = None
     # A rung of a ladder: it runs only if the preflight certifies that the server holds it.
     rung: bool = False
+    # The connections scenario: its own cell (None: the command line's), and the raw floor
+    # beside each model's default client.
+    cell: Cell | None = None
+    with_floor: bool = False
+
+    def connecting(self, options) -> Cell:
+        return self.cell or Cell.from_options(options)
 
     @property
     def group(self) -> str:
@@ -67,15 +104,19 @@ class Shape:
             return f"{self.scenario}: {self.requests} CPU tasks of ~{CPU_TASK_MS} ms, C={self.concurrency}"
         if self.rung:
             return f"{self.scenario}: {self.requests} in flight x {self.delay_ms} ms, {self.client} client"
-        return f"{self.scenario}: {self.requests} x {self.delay_ms} ms, C={self.concurrency}"
+        cell = f" {self.cell.label}" if self.cell else ""
+        return f"{self.scenario}{cell}: {self.requests} x {self.delay_ms} ms, C={self.concurrency}"
 
     @property
     def test_id(self) -> str:
+        if self.cell:
+            return f"{self.scenario}-{self.cell.label.replace('/', '-')}"
         return f"{self.scenario}-N{self.requests}" if self.scenario in ("sweep", "ladder") else self.scenario
 
     def pairs(self, options) -> list[tuple[Strategy, Client | None]]:
         """The rows of this workload: (strategy, client), in registry order; no client for the CPU task."""
         rows = []
+        connection = self.connecting(options).connection
         for name in options.strategies:
             if self.models is not None and name not in self.models:
                 continue
@@ -86,7 +127,9 @@ class Shape:
             names = (self.client,) if self.client else options.clients
             if self.every_client:
                 names = names if names is not None else tuple(CLIENTS)
-            rows += [(strategy, client) for client in clients_for(strategy, names)]
+            if self.with_floor and names is None:
+                names = tuple(dict.fromkeys((DEFAULT_CLIENT[strategy.api], FLOOR)))
+            rows += [(strategy, client) for client in clients_for(strategy, names, connection)]
         return rows
 
     def skip_reason(self, strategy: Strategy, client: Client | None, options) -> str | None:
@@ -228,6 +271,27 @@ SCENARIOS: dict[str, Scenario] = {
             "2,000 GETs of 1,000 ms, pools of 500, every model with every client that can serve it "
             "(narrowed by --bench-client): the model's cost apart from the client's",
             lambda o: [Shape("clients", 2000, 1000, 500, rounds=min(o.rounds, 3), every_client=True)],
+        ),
+        Scenario(
+            "connections",
+            "200 GETs of 1,000 ms, pools of 20, in four cells, each adding one cost: reuse/plain/ip, "
+            "new/plain/ip, new/plain/name, new/TLS/name; the seed's gevent models and asyncio, "
+            "uvloop and trio, with raw and their default client (issue 17)",
+            lambda o: [
+                Shape(
+                    "connections",
+                    # Small enough that two shared cores accept 200 new TLS connections within
+                    # the lateness limit (10% of the delay); the preflight says if they do not.
+                    200,
+                    1000,
+                    20,
+                    rounds=min(o.rounds, 3),
+                    cell=cell,
+                    models=CONNECTION_MODELS,
+                    with_floor=True,
+                )
+                for cell in CONNECTION_CELLS
+            ],
         ),
         Scenario(
             "cpu",

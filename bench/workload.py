@@ -9,10 +9,23 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 # Generous on purpose: a timeout must never be what ends a healthy request, even with
 # thousands in flight on a loaded 2-core machine; it is there so a broken server cannot hang us.
 REQUEST_TIMEOUT_S = 30.0
+# --bench-connection: keep-alive connections reused across requests, or one new connection per
+# request, the way the seed's urlopen(url) does it (issue 17).
+REUSE = "reuse"
+NEW = "new"
+CONNECTIONS = (REUSE, NEW)
+# How a request asks for its connection to end with it: the server closes first, so TIME_WAIT
+# stays on its side (RFC 9112 9.6).
+CONNECTION_CLOSE = {"Connection": "close"}
+# --bench-host: the literal 127.0.0.1, or a name each model resolves its own way (issue 17).
+HOST_IP = "ip"
+HOST_NAME = "name"
+LOOPBACK_NAME = "localhost"
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,18 @@ class Workload:
     # A GET with no delay, measured before the run: on loopback a fraction of a ms, to a
     # server on another host the network's round trip, which every wave of requests pays.
     round_trip_ms: float = 0.0
+    connection: str = REUSE
+    # --bench-tls: the PEM of the CA every client verifies the server against ("" for plain HTTP).
+    ca_file: str = ""
+
+    @property
+    def new_connections(self) -> bool:
+        return self.connection == NEW
+
+    @property
+    def request_headers(self) -> dict[str, str]:
+        """The headers of every request: ``Connection: close`` for new connections, none for keep-alive."""
+        return dict(CONNECTION_CLOSE) if self.new_connections else {}
 
     @property
     def url(self) -> str:
@@ -70,6 +95,12 @@ class Outcome(NamedTuple):
     started: float
     finished: float
     error: str | None = None
+
+
+def by_name(base_url: str) -> str:
+    """The same server, named ``localhost`` instead of its loopback address (--bench-host name)."""
+    parts = urlsplit(base_url)
+    return parts._replace(netloc=f"{LOOPBACK_NAME}:{parts.port}").geturl()
 
 
 def fault_query(fail_rate: float = 0.0, drop_rate: float = 0.0, stall: bool = False) -> str:

@@ -230,7 +230,12 @@ class DelayApp:
         self.connections: set[DelayProtocol] = set()
 
     def __call__(self) -> DelayProtocol:
-        """The protocol factory ``loop.create_server`` calls for each accepted connection."""
+        """The protocol factory ``loop.create_server`` calls for each accepted connection.
+
+        Counted here, not in ``connection_made``: with TLS, asyncio and uvloop call the factory
+        on accept but ``connection_made`` only after the handshake, so a failed handshake would
+        never be counted (issue 17 item 7: N new connections for N requests, at the server)."""
+        self.stats.connection_accepted()
         return DelayProtocol(self)
 
     async def shutdown(self, grace_s: float) -> None:

@@ -4,8 +4,10 @@ Prints exactly one line, ``listening on http://HOST:PORT``, once every worker ac
 connections, then serves until SIGTERM or SIGINT and exits 0; exits 1 if a worker dies.
 The parent process only supervises (``servers.supervisor``); each of the W worker processes
 runs ``servers.app`` (an ``asyncio.Protocol`` per connection, parsed by httptools) on its own
-event loop (uvloop when installed), on its own socket bound to the shared port, and counts into
-its own slot of the shared ``servers.stats``.
+event loop (uvloop when installed), on its own socket bound to the shared port (one more on
+``::1`` with ``--ipv6-loopback``), and counts into its own slot of the shared ``servers.stats``.
+With ``--tls-cert``/``--tls-key`` it serves HTTPS only (``servers.tls``) and says so in its
+ready line (``listening on https://...``).
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import sys
+from contextlib import ExitStack
 
 from servers.app import DelayApp
 from servers.lifetime import die_with_parent
 from servers.stats import SharedStats
 from servers.supervisor import Supervisor, listening_socket, reserve_port
+from servers.tls import server_context
 
 # The kernel caps the accept queue at min(backlog, net.core.somaxconn); asyncio's default
 # of 100 (and gevent's or werkzeug's 128) drops SYNs once a thousand clients connect at once.
@@ -51,6 +56,11 @@ DEFAULT_LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 # How long a connection may sit idle or half-way through sending its request headers before
 # it is closed: the cap on slow or stalled clients.
 DEFAULT_IDLE_TIMEOUT_S = 30.0
+# The other address ``localhost`` may resolve to (issue 17, --bench-host name): glibc returns
+# ::1 first where /etc/hosts says so, and a client that tries it first must find the server.
+IPV6_LOOPBACK = "::1"
+# With --port 0 the kernel picks a port free on 127.0.0.1; it may be taken on ::1 (rarely).
+PORT_PICKS = 5
 
 
 EPILOG = """\
@@ -94,41 +104,50 @@ def listen_backlog() -> int:
 
 
 async def serve(
-    sock: socket.socket, stats: SharedStats, max_connections: int, idle_timeout_s: float, ready_fd: int
+    socks: list[socket.socket],
+    stats: SharedStats,
+    max_connections: int,
+    idle_timeout_s: float,
+    ready_fd: int,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """One worker: serve on ``sock`` until SIGTERM, having written a byte to ``ready_fd`` once
-    it accepts connections."""
+    """One worker: serve on ``socks`` (HTTPS with ``tls``) until SIGTERM, having written a byte
+    to ``ready_fd`` once it accepts connections on all of them."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
+    # One app for all the sockets: the same counters, caps and routes on both loopbacks.
     app = DelayApp(stats, max_connections, idle_timeout_s)
-    listener = await loop.create_server(app, sock=sock, backlog=listen_backlog())
+    backlog = listen_backlog()
+    listeners = [await loop.create_server(app, sock=sock, backlog=backlog, ssl=tls) for sock in socks]
     os.write(ready_fd, b"r")
     os.close(ready_fd)
 
     await stop.wait()
-    listener.close()
+    for listener in listeners:
+        listener.close()
     await app.shutdown(SHUTDOWN_GRACE_S)
 
 
 def run_worker(
-    index: int, ready_fd: int, address: tuple, family: int, stats: SharedStats, args: argparse.Namespace
+    index: int, ready_fd: int, addresses: list[tuple], stats: SharedStats, args: argparse.Namespace
 ) -> int:
-    """A worker process's life, after the fork: bind its own socket, serve, return its exit status."""
+    """A worker process's life, after the fork: bind its own sockets, serve, return its exit status."""
     stats.attach(index)
     try:
-        sock = listening_socket(address, family)
+        socks = [listening_socket(address, family) for address, family in addresses]
     except OSError as exc:
-        print(f"servers.delay: cannot listen on {args.host}:{address[1]}: {exc}", file=sys.stderr)
+        print(f"servers.delay: cannot listen on {args.host}:{addresses[0][0][1]}: {exc}", file=sys.stderr)
         return 1
+    tls = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     loop_factory = None
     if args.loop == "uvloop":
         import uvloop
 
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(sock, stats, args.max_connections, args.idle_timeout_s, ready_fd))
+        runner.run(serve(socks, stats, args.max_connections, args.idle_timeout_s, ready_fd, tls))
     return 0
 
 
@@ -176,6 +195,18 @@ def main(argv: list[str] | None = None) -> int:
         help=f"event loop of each worker (default {DEFAULT_LOOP}: uvloop when it is installed)",
     )
     parser.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve HTTPS only (TLS 1.3, no session tickets) with this certificate chain; needs --tls-key",
+    )
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    parser.add_argument(
+        "--ipv6-loopback",
+        action="store_true",
+        help=f"also listen on {IPV6_LOOPBACK}, on the same port, so a client resolving localhost to "
+        "either loopback address finds the server",
+    )
+    parser.add_argument(
         "--die-with-parent",
         action="store_true",
         help="exit when the process that started this one dies (used by servers.process)",
@@ -189,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--idle-timeout-s must be > 0, got {args.idle_timeout_s}")
     if not 1 <= args.workers <= MAX_WORKERS:
         parser.error(f"--workers must be in 1..{MAX_WORKERS}, got {args.workers}")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_cert:
+        try:
+            server_context(args.tls_cert, args.tls_key)  # a bad file fails here, once, not in every worker
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"--tls-cert/--tls-key: {exc}")
     if args.loop == "uvloop":
         try:
             import uvloop  # noqa: F401  (imported before the fork, so a missing one fails here, once)
@@ -197,20 +235,38 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.die_with_parent:
         die_with_parent()
-    try:
-        reservation = reserve_port(args.host, args.port)
-    except OSError as exc:
-        print(f"servers.delay: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    with reservation:
-        address, family = reservation.getsockname(), reservation.family
+    with ExitStack() as reservations:
+        try:
+            reserved = reserve_ports(args, reservations)
+        except OSError as exc:
+            print(f"servers.delay: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
+        addresses = [(sock.getsockname(), sock.family) for sock in reserved]
         stats = SharedStats(args.workers)
 
         def work(index: int, ready_fd: int) -> int:
-            reservation.close()  # the worker's copy; the parent keeps the port reserved
-            return run_worker(index, ready_fd, address, family, stats, args)
+            for sock in reserved:
+                sock.close()  # the worker's copy; the parent keeps the port reserved
+            return run_worker(index, ready_fd, addresses, stats, args)
 
-        return Supervisor(args.workers, work).run(f"listening on http://{address[0]}:{address[1]}")
+        scheme = "https" if args.tls_cert else "http"
+        host, port = addresses[0][0][:2]
+        return Supervisor(args.workers, work).run(f"listening on {scheme}://{host}:{port}")
+
+
+def reserve_ports(args: argparse.Namespace, reservations: ExitStack) -> list[socket.socket]:
+    """The port on ``--host``, and with ``--ipv6-loopback`` the same port on ::1 too."""
+    for _ in range(PORT_PICKS):
+        first = reservations.enter_context(reserve_port(args.host, args.port))
+        if not args.ipv6_loopback:
+            return [first]
+        try:
+            return [first, reservations.enter_context(reserve_port(IPV6_LOOPBACK, first.getsockname()[1]))]
+        except OSError:
+            if args.port:
+                raise
+            reservations.close()  # taken on ::1: let the kernel pick another
+    raise OSError(f"no port free on both {args.host} and {IPV6_LOOPBACK} after {PORT_PICKS} picks")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,13 @@ import json
 import os
 import selectors
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +44,10 @@ class DelayServer(NamedTuple):
     process: subprocess.Popen | None
     # The worker processes that serve (``process`` only supervises them), read once at start.
     worker_pids: tuple[int, ...] = ()
+    # For an HTTPS server: its CA's PEM, which its clients trust, and a context trusting it,
+    # for /stats and the round trip.
+    ca_file: str = ""
+    ssl_context: ssl.SSLContext | None = None
 
     @property
     def started_here(self) -> bool:
@@ -55,7 +62,7 @@ class DelayServer(NamedTuple):
         times = []
         for _ in range(samples):
             started = time.perf_counter()
-            with urllib.request.urlopen(self.url_for("/delay?ms=0"), timeout=5) as response:
+            with self._open(self.url_for("/delay?ms=0")) as response:
                 response.read()
             times.append((time.perf_counter() - started) * 1000)
         return sorted(times)[len(times) // 2]
@@ -64,13 +71,26 @@ class DelayServer(NamedTuple):
         return self.base_url + path
 
     def stats(self) -> dict:
-        with urllib.request.urlopen(self.url_for("/stats"), timeout=5) as response:
+        with self._open(self.url_for("/stats")) as response:
             return json.load(response)
 
     def reset_stats(self) -> dict:
-        request = urllib.request.Request(self.url_for("/stats/reset"), method="POST")
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with self._open(urllib.request.Request(self.url_for("/stats/reset"), method="POST")) as response:
             return json.load(response)
+
+    def negotiated_tls(self) -> dict | None:
+        """The TLS version and cipher a client with the default context gets; None for plain HTTP."""
+        if self.ssl_context is None:
+            return None
+        parts = urllib.parse.urlsplit(self.base_url)
+        with (
+            socket.create_connection((parts.hostname, parts.port), timeout=5) as raw,
+            self.ssl_context.wrap_socket(raw, server_hostname=parts.hostname) as tls,
+        ):
+            return {"version": tls.version(), "cipher": tls.cipher()[0]}
+
+    def _open(self, request):
+        return urllib.request.urlopen(request, timeout=5, context=self.ssl_context)
 
     def signal_all(self, signum: int) -> None:
         """Signal the workers and the parent, e.g. SIGSTOP then SIGCONT to freeze the whole
@@ -89,12 +109,15 @@ def running_delay_server(
     startup_timeout_s: float = STARTUP_TIMEOUT_S,
     extra_args: tuple[str, ...] = (),
     python: str = sys.executable,
+    ca_file: str | None = None,
 ) -> Iterator[DelayServer]:
     """Run ``python -m servers.delay`` until the block ends; yield once it accepts connections.
 
     ``extra_args`` go to the server's command line, e.g. ``("--max-connections", "10")``;
-    ``python`` is the interpreter that runs the server (bench.versions keeps it fixed).
+    ``python`` is the interpreter that runs the server (bench.versions keeps it fixed);
+    ``ca_file`` is the CA that signed its ``--tls-cert``, for an HTTPS server.
     """
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     with tempfile.TemporaryFile(mode="w+") as stderr:
         process = subprocess.Popen(
             [
@@ -117,7 +140,7 @@ def running_delay_server(
         )
         try:
             base_url = _wait_for_ready_line(process, stderr, startup_timeout_s)
-            server = DelayServer(base_url, process)
+            server = DelayServer(base_url, process, ca_file=ca_file or "", ssl_context=context)
             yield server._replace(worker_pids=tuple(server.stats()["worker_pids"]))
         finally:
             stop_process(process)

@@ -211,10 +211,13 @@ class SharedStats:
     def count(self, outcome: int) -> None:
         self._outcomes[outcome] += 1
 
+    def connection_accepted(self) -> None:
+        """Count a connection the kernel handed over, before any TLS handshake (it may fail)."""
+        self._slot.counters.connections_accepted += 1
+
     def connection_opened(self) -> int:
-        """Count a new connection; return how many are open over all workers."""
+        """Count an open connection (past its TLS handshake); return how many are open over all workers."""
         slot = self._slot
-        slot.counters.connections_accepted += 1
         total = slot.open_connections = slot.open_connections + 1
         for other in self._others:
             total += other.open_connections

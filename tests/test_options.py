@@ -32,6 +32,20 @@ BAD_OPTIONS = pytest.mark.parametrize(
         ("--bench-timeout-s=-1", "argument --bench-timeout-s: must be > 0, got -1"),
         ("--bench-client=raw,curl", "argument --bench-client: unknown client 'curl'"),
         (
+            "--bench-client=urllib,raw",
+            "--bench-client urllib cannot run with --bench-connection reuse (urllib has only new)",
+        ),
+        (
+            "--bench-tls --bench-server-url=http://127.0.0.1:8000",
+            "--bench-tls needs the suite's own delay server (its CA, both loopback addresses), "
+            "not --bench-server-url http://127.0.0.1:8000",
+        ),
+        (
+            "--bench-host=name --bench-server-url=http://127.0.0.1:8000",
+            "--bench-host name needs the suite's own delay server",
+        ),
+        ("--bench-connection=sometimes", "argument --bench-connection: invalid choice: 'sometimes'"),
+        (
             "--bench-server-url=ftp://127.0.0.1:8000",
             "argument --bench-server-url: expected http://HOST:PORT of a delay server, got 'ftp://127.0.0.1:8000'",
         ),
@@ -99,7 +113,7 @@ def test_every_option_has_help_text(pytestconfig):
         for action in pytestconfig._parser.optparser._actions  # the parser pytest built
         if any(flag.startswith("--bench-") for flag in action.option_strings)
     ]
-    assert len(options) == 14
+    assert len(options) == 17
     for action in options:
         assert action.help and len(action.help) > 30, action.option_strings
         if action.default not in (None, False):
@@ -133,3 +147,19 @@ def test_integer_bounds():
     for bad in ("0", "11", "1.5", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(bad)
+
+
+def test_the_seed_replay_options_are_accepted(pytestconfig):
+    """urllib, new connections, TLS, localhost: the seed's workload, with its two gevent models."""
+    argument = (
+        "--bench-client=urllib --bench-connection=new --bench-tls --bench-host=name "
+        "--bench-strategies=gevent-joinall,gevent-pool"
+    )
+    options = BenchOptions.from_config(_Parsed(pytestconfig._parser.parse(argument.split())))
+    options.check()
+    assert (options.clients, options.connection, options.tls, options.host) == (
+        ("urllib",),
+        "new",
+        True,
+        "name",
+    )

@@ -11,7 +11,7 @@ from bench.clients import CLIENTS
 from bench.harness.rounds import RoundRecorder
 from bench.harness.worker_process import WorkerProcess
 from bench.strategies import STRATEGIES
-from bench.workload import Workload
+from bench.workload import NEW, REUSE, Workload
 from servers.process import running_delay_server
 
 
@@ -59,6 +59,21 @@ def test_a_server_that_falls_behind_makes_the_row_invalid():
     assert info["valid"] is False
     assert "the server fell behind" in info["invalid_reason"]
     assert info["server_lateness_p99_ms"] > 0.1 * delay_ms
+
+
+def test_a_row_records_the_connections_its_rounds_opened_at_the_server(delay_server):
+    """Issue 17: after the warm-up, a keep-alive round opens none; a new-connection round one per request."""
+    for connection, opened in ((REUSE, 0), (NEW, 6)):
+        workload = Workload(
+            delay_server.base_url, requests=6, delay_ms=0, concurrency=1, connection=connection
+        )
+        with WorkerProcess(STRATEGIES["sequential"], CLIENTS["requests"], workload) as worker:
+            recorder = RoundRecorder(worker, delay_server)
+            recorder.warm_up()
+            recorder.record_round()
+        info = row_info(STRATEGIES["sequential"], CLIENTS["requests"], workload, False, [], recorder.rounds)
+        assert info["ok"] == 6, info["invalid_reason"]
+        assert info["server_connections_accepted"] == opened, connection
 
 
 def test_a_healthy_round_is_valid_with_its_server_figures(delay_server):

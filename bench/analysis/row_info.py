@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from urllib.parse import urlsplit
 
 from bench.clients import Client
 from bench.strategies import Strategy
@@ -136,6 +137,13 @@ def row_info(
         "worker_peak_rss_above_idle_bytes": _worst(complete, "worker_peak_rss_above_idle_bytes"),
         "memory_method": _first(complete, "memory_method"),
         "event_loop": _first(complete, "event_loop"),
+        # Issue 17: how this row connected, and the path (and count) of its name lookups.
+        "connection": workload.connection,
+        "tls": bool(workload.ca_file),
+        "host": urlsplit(workload.base_url).hostname,
+        "resolver": _first(complete, "resolver"),
+        "resolver_calls": _median(complete, "resolver_calls"),
+        "server_connections_accepted": _worst(complete, "server_connections_accepted"),
         "monkey_patched": monkey_patched,
         "client_max_in_flight": client_in_flight,
         "latency_p50_ms": _median(complete, "latency_p50_ms"),

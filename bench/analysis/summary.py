@@ -10,6 +10,7 @@ import statistics
 from dataclasses import dataclass
 from itertools import groupby
 
+from bench.analysis import connection_costs
 from bench.analysis.verdicts import speedup
 from bench.harness.memory import PSS_METHOD_PREFIX
 from bench.strategies import TWIN_SUFFIX
@@ -350,4 +351,12 @@ def render(rows: list[Row]) -> list[str]:
                 f"the model's cost and the client's (model = the same strategy with the raw client): {group}",
             ]
             out += align([DECOMPOSITION_COLUMNS, *split])
+    if costs := connection_costs.cost_table(rows):
+        out += [
+            "",
+            "connections: CPU per request in each cell (in brackets: what the cell added to the one before)",
+        ]
+        out += align(costs)
+        out += ["", "connections: each row from keep-alive to the last cell it ran in"]
+        out += connection_costs.verdict_lines(rows)
     return out

@@ -10,8 +10,9 @@ fetch of every API it serves, under one contract:
 - ``async def trio_fetch(workload, pool_size) -> fetch``, the same inside a ``trio.run``;
 
 where ``fetch(url) -> Outcome`` (awaitable for asyncio). Every fetch uses the workload's
-timeout, never retries, keeps a connection for each of ``pool_size`` requests in flight, and
-is given ``127.0.0.1`` URLs. Modules are named, not imported: the pytest process never loads
+timeout, never retries, keeps a connection for each of ``pool_size`` requests in flight (or,
+with ``workload.new_connections``, opens one per request in its idiomatic way), verifies
+https URLs against ``workload.ca_file`` and is given ``127.0.0.1`` or ``localhost`` URLs. Modules are named, not imported: the pytest process never loads
 a client, its worker processes do.
 """
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+
+from bench.workload import NEW, REUSE
 
 BLOCKING = "blocking"
 ASYNCIO = "asyncio"
@@ -38,6 +41,10 @@ class Client:
     # its connections per request). Measured on the 2-core development machine; they err long.
     cpu_ms_per_request: float = 2.0
     cpu_ms_per_request_per_in_flight: float = 0.0
+    # The --bench-connection modes it has: urllib has no pool, so it cannot reuse a connection.
+    connections: tuple[str, ...] = (REUSE, NEW)
+    # Where the client puts itself between the model and its resolver, if it does.
+    resolver_note: str = ""
 
     def estimated_cpu_seconds(self, requests: int, in_flight: int) -> float:
         per_request_ms = self.cpu_ms_per_request + self.cpu_ms_per_request_per_in_flight * in_flight
@@ -45,6 +52,9 @@ class Client:
 
     def serves(self, strategy) -> bool:
         return strategy.api in self.apis and (strategy.gevent or not self.gevent_only)
+
+    def connects(self, connection: str) -> bool:
+        return connection in self.connections
 
     def fetch_factory(self, api: str):
         """The module's ``blocking_fetch``, ``asyncio_fetch`` or ``trio_fetch``."""
@@ -62,7 +72,13 @@ CLIENTS: dict[str, Client] = {
             cpu_ms_per_request=1.0,
             cpu_ms_per_request_per_in_flight=0.004,
         ),
-        Client("aiohttp", "bench.clients.aiohttp_client", (ASYNCIO,), cpu_ms_per_request=0.5),
+        Client(
+            "aiohttp",
+            "bench.clients.aiohttp_client",
+            (ASYNCIO,),
+            cpu_ms_per_request=0.5,
+            resolver_note="aiohttp's ThreadedResolver (loop.getaddrinfo) behind its DNS cache (10 s)",
+        ),
         Client("urllib3", "bench.clients.urllib3_client", (BLOCKING,), cpu_ms_per_request=1.0),
         Client(
             "geventhttpclient",
@@ -72,6 +88,9 @@ CLIENTS: dict[str, Client] = {
             cpu_ms_per_request=0.5,
         ),
         Client("raw", "bench.clients.raw", (BLOCKING, ASYNCIO, TRIO), cpu_ms_per_request=0.5),
+        Client(
+            "urllib", "bench.clients.urllib_client", (BLOCKING,), cpu_ms_per_request=1.0, connections=(NEW,)
+        ),
     )
 }
 
@@ -84,8 +103,13 @@ NO_CLIENT = "-"
 FLOOR = "raw"
 
 
-def clients_for(strategy, names: tuple[str, ...] | None = None) -> list[Client]:
-    """The clients a strategy runs with: those of ``names`` that can serve it, or its default."""
+def clients_for(strategy, names: tuple[str, ...] | None = None, connection: str = REUSE) -> list[Client]:
+    """The clients a strategy runs with: those of ``names`` that can serve it (with ``connection``),
+    or its default."""
     if names is None:
         return [CLIENTS[DEFAULT_CLIENT[strategy.api]]]
-    return [CLIENTS[name] for name in names if CLIENTS[name].serves(strategy)]
+    return [
+        CLIENTS[name]
+        for name in names
+        if CLIENTS[name].serves(strategy) and CLIENTS[name].connects(connection)
+    ]

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from bench.clients.outcome import asyncio_fetch_from
+from bench.clients.tls import client_context
 
 
 async def asyncio_fetch(workload, pool_size: int):
     """A session with no connection limit and the workload's timeout; it never resends.
 
     aiohttp's connector allows 100 connections by default (``limit``), which would quietly
-    cap the unbounded strategy; 0 means no limit.
+    cap the unbounded strategy; 0 means no limit. New connections: ``force_close``, aiohttp's
+    switch for "no pool" (it sends ``Connection: close``). TLS: one verifying context.
     """
     import aiohttp
 
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False),
+        connector=aiohttp.TCPConnector(
+            limit=0,
+            limit_per_host=0,
+            force_close=workload.new_connections,
+            ssl=client_context(workload) or True,
+        ),
         timeout=aiohttp.ClientTimeout(total=workload.timeout_s),
     )
     # aiohttp resends a GET whose keep-alive connection the server closed (RFC 9112 9.3.1.1;

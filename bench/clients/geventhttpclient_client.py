@@ -12,6 +12,8 @@ def blocking_fetch(workload, pool_size: int):
 
     Its pool defaults to one connection, and its semaphore makes every other greenlet wait
     for it: ``concurrency`` must be the in-flight count or the pool caps the strategy.
+    New connections: ``Connection: close`` on every request (the released connection is then
+    closed). TLS: one context per client, verifying against the suite's CA (``ca_certs``).
     """
     import geventhttpclient.client
     from geventhttpclient import HTTPClient
@@ -21,6 +23,7 @@ def blocking_fetch(workload, pool_size: int):
     # asks this function first. The server's request count catches it if that ever changes.
     geventhttpclient.client._may_retry_after_send_error = lambda method: False
     clients: dict[str, HTTPClient] = {}
+    tls = {"ssl": True, "ssl_options": {"ca_certs": workload.ca_file}} if workload.ca_file else {}
 
     def get(url: str) -> int:
         parts = urlsplit(url)
@@ -32,6 +35,8 @@ def blocking_fetch(workload, pool_size: int):
                 concurrency=pool_size,
                 connection_timeout=workload.timeout_s,
                 network_timeout=workload.timeout_s,
+                headers=workload.request_headers,
+                **tls,
             )
         response = client.get(f"{parts.path}?{parts.query}" if parts.query else parts.path)
         try:

@@ -22,8 +22,9 @@ class Response(NamedTuple):
     keep_alive: bool
 
 
-def request_bytes(host: str, port: int, target: str) -> bytes:
-    return f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode("latin-1")
+def request_bytes(host: str, port: int, target: str, headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    return f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode("latin-1")
 
 
 class ResponseReader:

@@ -10,6 +10,7 @@ per request, with httpx2 1.8-2.3 ms: the old pool would measure its bookkeeping,
 from __future__ import annotations
 
 from bench.clients.outcome import asyncio_fetch_from, blocking_fetch_from
+from bench.clients.tls import client_context
 
 
 def _settings(workload, pool_size: int) -> dict:
@@ -18,11 +19,15 @@ def _settings(workload, pool_size: int) -> dict:
     httpx allows 100 connections, keeps 20 alive, and raises PoolTimeout after 5 s in the
     queue: no connection cap, a keep-alive slot per request in flight, and the workload's
     timeout on connect, read, write and the (never used) pool wait. Its transports never
-    retry a request (``retries`` counts connect attempts only, and defaults to 0).
+    retry a request (``retries`` counts connect attempts only, and defaults to 0). New
+    connections: ``Connection: close`` on every request (httpcore then drops the connection).
+    TLS: one verifying context per client.
     """
     import httpx2 as httpx
 
     return {
+        "headers": workload.request_headers,
+        "verify": client_context(workload) or True,
         "limits": httpx.Limits(max_connections=None, max_keepalive_connections=pool_size),
         "timeout": httpx.Timeout(workload.timeout_s),
     }

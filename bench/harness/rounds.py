@@ -77,6 +77,10 @@ class RoundRecorder:
                 # The server's own count, from its network namespace: the one that holds its
                 # listen queue, wherever it runs (design rule 9).
                 record["listen_overflows"] = stats.get("listen_overflows", record["listen_overflows"])
+                # Issue 17: new connections the round opened, less the /stats read's own (one, accepted
+                # after the reset); none from a server too old to count them.
+                accepted = stats.get("connections_accepted")
+                record["server_connections_accepted"] = None if accepted is None else accepted - 1
         except (WorkerError, OSError, urllib.error.URLError) as exc:
             self._fail(f"could not finish the round's bookkeeping: {exc}", seconds=seconds)
             return

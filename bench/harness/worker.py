@@ -32,6 +32,7 @@ from bench.clients import BLOCKING, CLIENTS, NO_CLIENT, Client
 from bench.clients.outcome import REFUSED_BY_CAP
 from bench.harness import loops, memory, process_tree
 from bench.harness.cpu_task import cpu_task
+from bench.harness.resolver import ResolverCalls
 from bench.harness.timeline import round_details
 from bench.strategies import STRATEGIES, Strategy
 from bench.workload import Workload, describe_error
@@ -69,6 +70,9 @@ class Runner:
     """One strategy bound to its client's fetch, its URLs and (if it has one) its event loop."""
 
     def __init__(self, strategy: Strategy, client: Client | None, workload: Workload) -> None:
+        # Before the client exists, so every lookup it makes is counted.
+        self.resolver_calls = ResolverCalls(strategy)
+        self.resolver = "; ".join(filter(None, (self.resolver_calls.path, client and client.resolver_note)))
         self.urls = workload.urls()
         self.concurrency = workload.concurrency
         # A connection for every request that may be in flight; the warm-up opens that many.
@@ -135,6 +139,7 @@ class Runner:
         """
         memory.reset_peak_rss()
         self.rss_before = memory.rss_bytes()
+        self.resolver_calls.take()  # the next round's count starts here, outside its timer
 
     def run_round(self) -> dict:
         rss_before = self.rss_before
@@ -160,6 +165,8 @@ class Runner:
             # Warm rounds reuse what earlier rounds freed (allocator arenas, cached thread
             # stacks); measured from the idle process, the peak is the same every round.
             "peak_rss_above_idle_bytes": peak_rss - self.rss_idle,
+            # After the timer, before the answer (whose prepare_round starts the next count).
+            "resolver_calls": self.resolver_calls.take(),
         }
 
     @property
@@ -238,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         return 1
+    if client is not None and not client.connects(workload.connection):
+        send({"fatal": f"client {client.name} cannot run with --bench-connection {workload.connection}"})
+        return 1
     if workload.kind == "io" and client is None:
         send({"fatal": "an IO workload needs a client"})
         return 1
@@ -246,7 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one descriptor per open connection
 
     runner = Runner(strategy, client, workload)
-    send({"ready": True, "pid": os.getpid(), "monkey_patched": patched, "event_loop": runner.event_loop})
+    send(
+        {
+            "ready": True,
+            "pid": os.getpid(),
+            "monkey_patched": patched,
+            "event_loop": runner.event_loop,
+            "resolver": runner.resolver,
+        }
+    )
     for line in sys.stdin:
         command = line.strip()
         if command == "round":

@@ -73,6 +73,7 @@ class WorkerProcess:
         self.workload = workload
         self.monkey_patched: bool | None = None
         self.event_loop: str | None = None  # what the worker found running its coroutines
+        self.resolver: str | None = None  # the path its name lookups take (harness/resolver.py)
         # A pool of processes is measured by the PSS of its whole tree (design rule 6).
         self._pss_idle = self._pss_before = None
         self._last_round: dict = {}
@@ -102,6 +103,7 @@ class WorkerProcess:
                 raise WorkerError(f"{self.strategy.name} worker sent {ready} instead of its ready line")
             self.monkey_patched = ready["monkey_patched"]
             self.event_loop = ready.get("event_loop")
+            self.resolver = ready.get("resolver")
             if self.strategy.processes:  # before the pool exists: the worker alone
                 self._pss_idle = self._pss_before = self._tree_pss()
         except BaseException:
@@ -156,6 +158,7 @@ class WorkerProcess:
         result["os_threads_peak"] = max(threads_peak[0], tree.threads_peak)
         result["processes_peak"] = tree.processes_peak
         result["event_loop"] = self.event_loop
+        result["resolver"] = self.resolver
         result["memory_method"] = memory.VMHWM
         self._last_round = result
         return result

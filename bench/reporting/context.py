@@ -7,9 +7,11 @@ import os
 import platform
 import re
 import shlex
+import ssl
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -87,4 +89,15 @@ def run_context(config) -> dict:
         "client_python": python_of(sys.executable),
         "server_python": python_of(server_python_executable()),
         "server": config.stash.get(SERVER_INFO, {}),
+        "openssl": ssl.OPENSSL_VERSION,
+        # New connections (--bench-connection new) meet these (issue 17).
+        "tcp_tw_reuse": _read_sysctl("net/ipv4/tcp_tw_reuse"),
+        "ephemeral_ports": _read_sysctl("net/ipv4/ip_local_port_range"),
     }
+
+
+def _read_sysctl(name: str) -> str | None:
+    try:
+        return " ".join(Path("/proc/sys", name).read_text().split())
+    except OSError:
+        return None
