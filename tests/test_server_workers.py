@@ -217,7 +217,6 @@ def test_workers_die_with_a_killed_parent():
 
 
 def test_uvloop_workers_serve():
-    pytest.importorskip("uvloop")
     with running_delay_server(extra_args=("--workers", "2", "--loop", "uvloop")) as server:
         assert get(server.url_for("/delay?ms=5&bytes=10")) == (200, b"x" * 10)
         stats = server.stats()
