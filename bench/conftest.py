@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.utils import get_tag
 
-from bench import report
+from bench import private_hooks, report
 from bench.analysis import summary
 from bench.analysis.results import ResultsError, parse_run
 from bench.analysis.summary import row_label
@@ -33,6 +33,12 @@ def pytest_configure(config):
     # Keep every round's time, not only the summary: the verdicts and the gate need them.
     config.option.benchmark_save_data = True
     atomic_results.install()
+
+
+def pytest_sessionstart(session):
+    """Stop before anything runs if a library lacks a private attribute the suite relies on."""
+    if absent := private_hooks.missing(session.config):
+        pytest.exit(private_hooks.message(absent), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-benchmark's, which saves

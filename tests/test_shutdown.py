@@ -10,8 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from pytest_benchmark.storage.file import FileStorage
 
 from bench.clients import CLIENTS
+from bench.harness import atomic_results
 from bench.harness.atomic_results import write_atomically
 from bench.harness.worker_process import WorkerError, WorkerProcess
 from bench.strategies import STRATEGIES
@@ -199,6 +201,20 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
         os.fsync = original_fsync
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"], "no temporary file left behind"
+
+
+def test_a_numbered_run_is_never_replaced(tmp_path, monkeypatch):
+    """As upstream's FileStorage.save asserts: another run that took the number first is kept."""
+    storage = FileStorage(tmp_path, logger=None)
+    monkeypatch.setattr(FileStorage, "_next_num", "0001")  # as if a parallel run had just taken it
+    taken = storage.get("0001_abc.json")
+    taken.write_text('{"the": "first run"}')
+    with pytest.raises(FileExistsError):
+        atomic_results._storage_save(storage, {"the": "second run"}, "abc")  # FileStorage.save in bench/
+    assert json.loads(taken.read_text()) == {"the": "first run"}
+    assert [p.name for p in taken.parent.iterdir()] == ["0001_abc.json"], "no temporary file left behind"
+    write_atomically(tmp_path / "free.json", b"{}", overwrite=False)
+    assert (tmp_path / "free.json").read_bytes() == b"{}"
 
 
 def test_atomic_write_gives_a_shareable_file(tmp_path):
