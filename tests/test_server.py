@@ -173,7 +173,7 @@ def test_command_line_rejects_a_bad_port():
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stdout + result.stderr
     assert "--port must be in 0..65535" in result.stderr
 
 

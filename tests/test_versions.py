@@ -303,7 +303,7 @@ def test_a_broken_workflow_fails_validation(tmp_path, validators):
         "name: broken\non: push\njobs:\n  bench:\n    runs-on: ubuntu-latest\n    step:\n      - run: echo hi\n"
     )
     done = validate(broken)
-    assert done.returncode != 0
+    assert done.returncode != 0, done.stdout + done.stderr
     assert "'step' was unexpected" in done.stdout + done.stderr
 
 
@@ -317,6 +317,6 @@ def test_an_expression_error_that_the_schema_misses_fails_through_actionlint(tmp
         "      - run: echo ${{ runner.tmp }}\n"
     )
     done = validate(workflow)
-    assert done.returncode != 0
+    assert done.returncode != 0, done.stdout + done.stderr
     assert "ok -- validation done" in done.stdout  # the schema check passed it
     assert 'property "tmp" is not defined' in done.stdout + done.stderr

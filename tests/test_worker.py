@@ -86,7 +86,7 @@ def test_worker_refuses_a_gevent_strategy_without_the_patch(delay_server):
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stdout + result.stderr
     assert json.loads(result.stdout) == {
         "fatal": "gevent-joinall needs monkey_patched=True (run it with python -m bench.harness.gevent_worker)"
     }
