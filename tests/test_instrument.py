@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from bench_command import output_of, run_bench
 from shared_machine import assert_valid_or_the_instruments_limit
 
 from bench.harness import preflight
 from bench.harness.preflight import Capacity, measure_capacity
 from bench.workload import Workload
-from servers.process import PROJECT_ROOT, running_delay_server
+from servers.process import running_delay_server
 
 
 def row(valid: bool, in_flight: int, instrument_limited: bool, reason: str | None = None) -> dict:
@@ -81,30 +80,18 @@ def test_the_preflight_bursts_reach_the_server_and_its_verdict_follows_them(dela
 def test_a_run_against_a_server_started_elsewhere_uses_its_stats(tmp_path):
     """--bench-server-url: the suite starts no server, reads /stats remotely and records which it used."""
     with running_delay_server() as server:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "bench/",
-                "-p",
-                "no:cacheprovider",
-                f"--bench-server-url={server.base_url}",
-                "--bench-strategies=threads",
-                "--bench-requests=5",
-                "--bench-delay-ms=50",
-                "--bench-rounds=2",
-                "--bench-processes=1",
-                f"--benchmark-storage=file://{tmp_path}/storage",
-                f"--benchmark-json={tmp_path}/run.json",
-            ],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        done = run_bench(
+            tmp_path / "storage",
+            f"--bench-server-url={server.base_url}",
+            "--bench-strategies=threads",
+            "--bench-requests=5",
+            "--bench-delay-ms=50",
+            "--bench-rounds=2",
+            "--bench-processes=1",
+            f"--benchmark-json={tmp_path}/run.json",
         )
         served = server.stats()["served"]
-    output = done.stdout[-3000:] + done.stderr[-3000:]
+    output = output_of(done)
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["coroutine_bench"]["server"]["url"] == server.base_url, output
     assert saved["coroutine_bench"]["server"]["started_by_suite"] is False
@@ -121,24 +108,8 @@ def test_a_run_against_a_server_started_elsewhere_uses_its_stats(tmp_path):
 
 
 def test_an_unreachable_server_url_stops_the_run_with_a_clear_error(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "bench/",
-            "-p",
-            "no:cacheprovider",
-            "--bench-server-url=http://127.0.0.1:9",
-            "--bench-strategies=threads",
-            f"--benchmark-storage=file://{tmp_path}",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout[-2000:] + done.stderr[-2000:]
+    done = run_bench(tmp_path, "--bench-server-url=http://127.0.0.1:9", "--bench-strategies=threads")
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, output_of(done)
     assert "--bench-server-url: no delay server answers at http://127.0.0.1:9" in done.stdout + done.stderr
 
 

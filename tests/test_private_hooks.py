@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import geventhttpclient.client
+from bench_command import run_bench
 
 from bench import private_hooks
-from servers.process import PROJECT_ROOT
 
 
 def benchmark_config(without: str | None = None) -> SimpleNamespace:
@@ -45,22 +43,7 @@ def test_a_benchmark_run_missing_one_stops_before_anything_runs(tmp_path):
         "del f.BenchmarkFixture._make_stats\n"
         "sys.exit(pytest.main(sys.argv[1:]))\n"
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            "bench/",
-            "-p",
-            "no:cacheprovider",
-            "--bench-strategies=threads",
-            f"--benchmark-storage=file://{tmp_path}",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_bench(tmp_path, "--bench-strategies=threads", start=("-c", script))
     output = done.stdout + done.stderr
     assert done.returncode == 4, output  # pytest.ExitCode.USAGE_ERROR
     assert "private attributes the suite relies on are missing" in output, output
