@@ -7,9 +7,9 @@ from pytest_benchmark.utils import get_tag
 
 from bench import private_hooks, report
 from bench.analysis import summary
-from bench.analysis.results import ResultsError, parse_run
+from bench.analysis.results import UNMEASURED_KEY, ResultsError, parse_run, unmeasured_rows
 from bench.analysis.summary import row_label
-from bench.harness import atomic_results
+from bench.harness import atomic_results, process_tree
 from bench.harness.cpu_task import calibrate_spin
 from bench.harness.interleave import RowRecord, run_interleaved
 from bench.harness.preflight import Capacity, measure_capacity
@@ -39,6 +39,11 @@ def pytest_sessionstart(session):
     """Stop before anything runs if a library lacks a private attribute the suite relies on."""
     if absent := private_hooks.missing(session.config):
         pytest.exit(private_hooks.message(absent), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def pytest_report_header(config):
+    """Said once, at start: what this machine lacks to measure a pool of processes (issue 19, item 5)."""
+    return [f"coroutine-bench: {missing}" for missing in process_tree.missing_facilities()]
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-benchmark's, which saves
@@ -128,6 +133,7 @@ def workloads(bench_options, delay_server, request) -> Workloads:
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     """Record what a reader of the saved run needs to trust and reproduce it."""
     output_json["coroutine_bench"] = run_context(config)
+    output_json[UNMEASURED_KEY] = unmeasured_rows(benchmarks)
     config.stash[SAVED_RUN] = output_json
 
 

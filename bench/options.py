@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from bench.clients import CLIENTS, DEFAULT_CLIENT
 from bench.scenarios import SCENARIOS
-from bench.strategies import STRATEGIES
+from bench.strategies import STRATEGIES, Fanout
 from bench.workload import REQUEST_TIMEOUT_S
 
 # The defaults tell the story in under two minutes here: sequential needs N x D = 10 s a
@@ -23,12 +23,14 @@ DEFAULT_DELAY_MS = 250
 DEFAULT_CONCURRENCY = 10
 DEFAULT_ROUNDS = 5
 # Each row's rounds are spread over this many fresh worker processes (one round each with the
-# defaults), so the verdicts' intervals see the noise between processes (README, "Verdicts").
+# defaults), so the verdicts' intervals see the noise between processes (docs/reference/statistics.md, "Verdicts").
 DEFAULT_PROCESSES = 5
 # Per strategy and workload, estimated before it starts: sequential at high concurrency
 # would take hours and is skipped with the reason printed.
 DEFAULT_MAX_SECONDS = 120.0
 MAX_DELAY_MS = 60_000  # the delay server's own limit
+# The strategies --bench-concurrency sizes: those that keep a pool of C in flight.
+BOUNDED = tuple(name for name, strategy in STRATEGIES.items() if strategy.fanout is Fanout.POOL)
 
 
 @dataclass(frozen=True)
@@ -176,8 +178,8 @@ def add_options(parser) -> None:
         type=_int_at_least(1),
         default=DEFAULT_CONCURRENCY,
         metavar="C",
-        help="size of the bounded strategies (threadpool, gevent-pool, asyncio-bounded) in the "
-        f"quick, sweep and cpu scenarios; high-concurrency uses 200 (default {DEFAULT_CONCURRENCY})",
+        help=f"size of the bounded strategies ({', '.join(BOUNDED)}) in the quick, sweep and cpu "
+        f"scenarios; high-concurrency uses 200, clients 500 (default {DEFAULT_CONCURRENCY})",
     )
     group.addoption(
         "--bench-strategies",
@@ -203,7 +205,7 @@ def add_options(parser) -> None:
         metavar="R",
         help=f"timed rounds per row, over --bench-processes worker processes, each primed by a short "
         f"warm-up (default {DEFAULT_ROUNDS}; "
-        "high-concurrency and sweep run at most 3)",
+        "high-concurrency, sweep and clients run at most 3)",
     )
     group.addoption(
         "--bench-processes",

@@ -88,15 +88,19 @@ def draw_charts(groups: dict[str, list[Row]], out: Path) -> list[tuple[str, str]
     return drawn
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"  # None: a row with no timed round
+
+
 def time_table(rows: list[Row]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     header = ("strategy", "client", "median s", "min s", "max s", "rounds", "ideal s", "efficiency", "valid")
     body = [
         (
             row.strategy,
             row.client or "-",
-            f"{row.median_seconds:.3f}",
-            f"{min(row.round_seconds):.3f}",
-            f"{max(row.round_seconds):.3f}",
+            _seconds(row.median_seconds),
+            _seconds(row.min_seconds),
+            _seconds(row.max_seconds),
             str(len(row.round_seconds)),
             f"{row.info['ideal_seconds']:.3f}",
             "-"

@@ -13,6 +13,7 @@ import pytest
 from pytest_benchmark.storage.file import FileStorage
 from shared_machine import assert_valid_or_the_instruments_limit
 
+from bench.analysis.results import UNMEASURED_KEY
 from bench.clients import CLIENTS
 from bench.harness import atomic_results
 from bench.harness.atomic_results import write_atomically
@@ -280,3 +281,11 @@ def test_a_worker_killed_mid_run_fails_only_its_row(tmp_path):
     assert_valid_or_the_instruments_limit(survivor)
     assert ("1 failed, 1 passed" if survivor["valid"] else "2 failed") in output, output[-3000:]
     assert "gevent-pool" in output.split("memory, CPU and latency per round")[1]  # the tables still print
+    # Saved all the same (issue 19, item 1): INVALID, with its reason and null timings, and the
+    # round cut short never handed to pytest-benchmark as a time.
+    document = json.loads(next(tmp_path.rglob("*.json")).read_text())
+    [unmeasured] = document[UNMEASURED_KEY]
+    assert unmeasured["extra_info"]["strategy"] == "threads" and not unmeasured["extra_info"]["valid"]
+    assert "threads worker exited (status -9)" in unmeasured["extra_info"]["invalid_reason"]
+    assert unmeasured["stats"]["median"] is None and unmeasured["stats"]["data"] == []
+    assert "threads" not in {b["extra_info"]["strategy"] for b in document["benchmarks"]}

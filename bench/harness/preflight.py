@@ -27,7 +27,7 @@ from bench.workload import Workload
 BURST_STRATEGY, BURST_CLIENT = "asyncio-gather", "raw"
 # Each halving costs one burst (about the delay plus a second here); three keep it cheap.
 ATTEMPTS = 3
-README_SECTION = "README, 'The instrument's capacity'"
+CAPACITY_DOCS = "docs/reference/capacity.md, 'The instrument's capacity'"
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Capacity:
         if info.get("instrument_limited") and in_flight > self.held:
             return (
                 f"the instrument cannot hold it: {in_flight} in flight, beyond what the preflight "
-                f"measured ({self.describe()}); the row said: {info['invalid_reason']}. See {README_SECTION}"
+                f"measured ({self.describe()}); the row said: {info['invalid_reason']}. See {CAPACITY_DOCS}"
             )
         return None
 

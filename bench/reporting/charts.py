@@ -56,9 +56,10 @@ def side_by_side(groups: dict[str, list[Row]], path: Path) -> Path:
         strategies = [row.strategy for row in rows]
         names += [name for name in strategies if name not in names]
         x = range(len(rows))
-        medians = [row.median_seconds for row in rows]
-        low = [m - min(row.round_seconds) for m, row in zip(medians, rows, strict=True)]
-        high = [max(row.round_seconds) - m for m, row in zip(medians, rows, strict=True)]
+        # A row with no timed round (INVALID) gets an empty bar.
+        medians = [row.median_seconds or 0.0 for row in rows]
+        low = [m - (row.min_seconds or m) for m, row in zip(medians, rows, strict=True)]
+        high = [(row.max_seconds or m) - m for m, row in zip(medians, rows, strict=True)]
         bars = time_ax.bar(x, medians, yerr=[low, high], capsize=3, color=[colour(n) for n in strategies])
         memory = [(row.info.get("peak_rss_above_idle_bytes") or 0) / MIB for row in rows]
         memory_bars = memory_ax.bar(x, memory, color=[colour(n) for n in strategies])
@@ -76,10 +77,13 @@ def side_by_side(groups: dict[str, list[Row]], path: Path) -> Path:
                         fontsize=7,
                     )
         reference = next((row for row in rows if row.strategy == REFERENCE), None)
-        if reference:
+        if reference and reference.median_seconds is not None:
             time_ax.axhline(reference.median_seconds, color="grey", linestyle="--", linewidth=1)
         # Log scale only when sequential dwarfs the rest; a narrow range reads better linear.
-        spread = max(max(row.round_seconds) for row in rows) / max(min(medians), 1e-9)
+        timed = [row for row in rows if row.round_seconds]
+        spread = max((row.max_seconds for row in timed), default=1.0) / max(
+            min((row.median_seconds for row in timed), default=1.0), 1e-9
+        )
         time_ax.set_yscale("log" if spread > 10 else "linear")
         time_ax.set_title(group, fontsize=9)
         time_ax.set_ylabel("wall time per round (s" + (", log scale)" if spread > 10 else ")"))

@@ -12,8 +12,8 @@ from importlib import metadata
 
 import pytest
 
-# bench.versions runs the suite under several Pythons against one delay server, run by the
-# interpreter named here, so that only the client's Python changes between the runs.
+# bench.versions runs the suite under several Pythons; each run starts its own delay server, all
+# under the interpreter named here, so that only the client's Python changes between the runs.
 SERVER_PYTHON_VARIABLE = "COROUTINE_BENCH_SERVER_PYTHON"
 
 # Which delay server the run used, set by the delay_server fixture (conftest.py).
