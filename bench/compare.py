@@ -190,14 +190,23 @@ def render_markdown(comparison: Comparison) -> list[str]:
 
 
 def percentage(text: str) -> float:
-    """'20%', '20' or '0.2' all mean twenty percent."""
-    raw = text.strip().removesuffix("%")
+    """A limit as typed: '20%' or the fraction '0.2'. A bare number above 1 is refused, not guessed:
+    '1' is 100%, so '1.5' cannot also mean 1.5% (issue 19, item 13)."""
+    typed = text.strip()
+    as_percent = typed.endswith("%")
     try:
-        value = float(raw)
+        value = float(typed.removesuffix("%"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage such as 20%, got {text!r}") from None
-    value = value / 100 if text.strip().endswith("%") or value > 1 else value
-    if not value >= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction such as 0.2 or a percentage such as 20%, got {text!r}"
+        ) from None
+    if as_percent:
+        value /= 100
+    elif value > 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is ambiguous: write a fraction <= 1 (0.2) or a percentage (20%)"
+        )
+    if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
     return value
 
@@ -217,7 +226,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=percentage,
         default=DEFAULT_MAX_REGRESSION,
         metavar="PCT",
-        help="the largest tolerated worsening of any gated figure (default 20%%)",
+        help="the largest tolerated worsening of any gated figure, as a percentage (20%%) or a fraction "
+        "<= 1 (0.2); a bare number above 1 is refused (default 20%%)",
     )
     for figure in FIGURES:
         parser.add_argument(
@@ -245,8 +255,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limits = {
-        figure.name: getattr(args, f"max_regression_{figure.name}") or args.max_regression
+        figure.name: args.max_regression if override is None else override
         for figure in FIGURES
+        # "is None": an override of 0 (no worsening at all) is a limit, not a missing one.
+        for override in [getattr(args, f"max_regression_{figure.name}")]
     }
     try:
         baseline, current = load_run(args.baseline), load_run(args.current)

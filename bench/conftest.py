@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.utils import get_tag
 
-from bench import report
+from bench import private_hooks, report
 from bench.analysis import story, summary
 from bench.analysis.results import UNMEASURED_KEY, ResultsError, parse_run, unmeasured_rows
 from bench.analysis.summary import row_label
@@ -34,6 +34,12 @@ def pytest_configure(config):
     # Keep every round's time, not only the summary: the verdicts and the gate need them.
     config.option.benchmark_save_data = True
     atomic_results.install()
+
+
+def pytest_sessionstart(session):
+    """Stop before anything runs if a library lacks a private attribute the suite relies on."""
+    if absent := private_hooks.missing(session.config):
+        pytest.exit(private_hooks.message(absent), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def pytest_report_header(config):

@@ -37,9 +37,19 @@ COMPLETE_MARKER = ".coroutine-bench-complete"
 RESERVED_OPTIONS = ("--benchmark-json", "--benchmark-storage", "--benchmark-save", "--benchmark-autosave")
 
 
-def cache_key(interpreter: Interpreter, pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> str:
-    """A new key, hence a new environment, when the dependencies or the interpreter's build change."""
+# The pinned versions (.ci/lock regenerates them): every Python's environment runs the libraries
+# the main environment runs, so the versions table cannot blame Python for a library's release.
+CONSTRAINTS = PROJECT_ROOT / "constraints.txt"
+
+
+def cache_key(
+    interpreter: Interpreter,
+    pyproject: Path = PROJECT_ROOT / "pyproject.toml",
+    constraints: Path = CONSTRAINTS,
+) -> str:
+    """A new key, hence a new environment, when the dependencies, their pins or the interpreter's build change."""
     digest = hashlib.sha256(pyproject.read_bytes())
+    digest.update(b"\0" + constraints.read_bytes())
     digest.update(f"\0{interpreter.sys_version}\0{interpreter.executable}".encode())
     return digest.hexdigest()[:12]
 
@@ -77,6 +87,8 @@ def ensure_venv(interpreter: Interpreter, venvs_dir: Path = VENVS_DIR) -> Path:
             "install",
             "--quiet",
             "--disable-pip-version-check",
+            "-c",
+            str(CONSTRAINTS),
             "-e",
             str(PROJECT_ROOT),
         ],

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from bench_command import output_of, run_bench
+from shared_machine import assert_valid_or_the_instruments_limit
 
 from bench.harness import preflight
 from bench.harness.preflight import Capacity, measure_capacity
 from bench.workload import Workload
-from servers.process import PROJECT_ROOT, running_delay_server
+from servers.process import running_delay_server
 
 
 def row(valid: bool, in_flight: int, instrument_limited: bool, reason: str | None = None) -> dict:
@@ -63,69 +63,54 @@ def test_only_a_row_invalid_because_the_server_fell_behind_beyond_capacity_is_sk
     assert capacity.skip_reason(row(False, 1000, False, failed)) is None, "other reasons stay INVALID"
 
 
-def test_a_healthy_server_holds_a_small_burst(delay_server):
+def test_the_preflight_bursts_reach_the_server_and_its_verdict_follows_them(delay_server):
+    """Plumbing, against the real server: whether 30 are held on a loaded machine is its verdict
+    (the halving is tested above with synthetic bursts)."""
     workload = Workload(delay_server.base_url, requests=30, delay_ms=100, concurrency=30)
     capacity = measure_capacity(delay_server, workload, in_flight=30)
-    assert capacity.held == 30, capacity.describe()
-    assert capacity.bursts[0]["errors"] == 0
+    first, last = capacity.bursts[0], capacity.bursts[-1]
+    assert (first["in_flight"], first["errors"]) == (30, 0), capacity.describe()
+    assert delay_server.stats()["served"] == last["in_flight"], (
+        "the last burst's round, counted by the server"
+    )
+    assert capacity.held == (last["in_flight"] if last["held"] else 0), capacity.describe()
+    assert all(not burst["held"] for burst in capacity.bursts[:-1]), "halved only after a burst not held"
 
 
 def test_a_run_against_a_server_started_elsewhere_uses_its_stats(tmp_path):
     """--bench-server-url: the suite starts no server, reads /stats remotely and records which it used."""
     with running_delay_server() as server:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "bench/",
-                "-p",
-                "no:cacheprovider",
-                f"--bench-server-url={server.base_url}",
-                "--bench-scenario=quick",
-                "--bench-strategies=threads",
-                "--bench-requests=5",
-                "--bench-delay-ms=50",
-                "--bench-rounds=2",
-                "--bench-processes=1",
-                f"--benchmark-storage=file://{tmp_path}/storage",
-                f"--benchmark-json={tmp_path}/run.json",
-            ],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        done = run_bench(
+            tmp_path / "storage",
+            f"--bench-server-url={server.base_url}",
+            "--bench-scenario=quick",
+            "--bench-strategies=threads",
+            "--bench-requests=5",
+            "--bench-delay-ms=50",
+            "--bench-rounds=2",
+            "--bench-processes=1",
+            f"--benchmark-json={tmp_path}/run.json",
         )
         served = server.stats()["served"]
-    assert done.returncode == 0, done.stdout[-3000:]
+    output = output_of(done)
     saved = json.loads((tmp_path / "run.json").read_text())
-    assert saved["coroutine_bench"]["server"]["url"] == server.base_url
+    assert saved["coroutine_bench"]["server"]["url"] == server.base_url, output
     assert saved["coroutine_bench"]["server"]["started_by_suite"] is False
     [bench] = saved["benchmarks"]
-    assert bench["extra_info"]["valid"]
+    info = bench["extra_info"]
+    assert (info["rounds"], info["ok"], info["errors"]) == (2, 5, 0), output
     assert served == 5  # its window was reset remotely before the last round, which sent 5
-    assert "holds 5 in flight at 50 ms" in done.stdout
+    assert "instrument, quick: 5 x 50 ms" in done.stdout and "(raw bursts: 5: " in done.stdout, output
+    # On a loaded machine 5 responses at 50 ms can leave over 20 ms late (with 5, the p99 is
+    # the maximum): INVALID as the instrument's limit, which fails that run. This failed once
+    # in a fresh clone (issue 15, item 6); any other verdict is a bug.
+    assert_valid_or_the_instruments_limit(info)
+    assert done.returncode == (0 if info["valid"] else 1), output
 
 
 def test_an_unreachable_server_url_stops_the_run_with_a_clear_error(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "bench/",
-            "-p",
-            "no:cacheprovider",
-            "--bench-server-url=http://127.0.0.1:9",
-            "--bench-strategies=threads",
-            f"--benchmark-storage=file://{tmp_path}",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    done = run_bench(tmp_path, "--bench-server-url=http://127.0.0.1:9", "--bench-strategies=threads")
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, output_of(done)
     assert "--bench-server-url: no delay server answers at http://127.0.0.1:9" in done.stdout + done.stderr
 
 

@@ -101,7 +101,7 @@ def test_a_bad_option_stops_pytest_before_anything_starts(argument):
         text=True,
         timeout=60,
     )
-    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:] + result.stderr[-2000:]
     assert "error" in result.stderr.lower() or "leaves" in result.stderr
     assert "collected" not in result.stdout  # stopped before collection, so before any server or worker
 

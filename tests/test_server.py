@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from servers.app import MAX_BODY_BYTES, BadRequest, parse_delay_query
-from servers.process import PROJECT_ROOT, ServerStartError, running_delay_server
+from servers.process import PROJECT_ROOT, READY_PREFIX, ServerStartError, running_delay_server
 
 
 def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
@@ -121,10 +121,33 @@ def test_serves_delayed_requests_concurrently(delay_server):
 
 
 def test_ready_line_is_the_only_output_and_stop_exits_0():
-    with running_delay_server() as server:
-        assert server.base_url.startswith("http://127.0.0.1:")
-        process = server.process
-    assert process.returncode == 0
+    """Started by hand: after serving requests (no per-request logging) and a SIGTERM, stdout
+    held the ready line alone and stderr nothing."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "servers.delay", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = process.stdout.readline()
+        assert ready.startswith(READY_PREFIX), ready + process.stderr.read()
+        base_url = ready[len(READY_PREFIX) :].strip()
+        assert base_url.startswith("http://127.0.0.1:")
+        assert [get(base_url + path)[0] for path in ("/delay?ms=1", "/stats", "/nothing-here")] == [
+            200,
+            200,
+            404,
+        ]
+        process.send_signal(signal.SIGTERM)
+        rest, errors = process.communicate(timeout=10)  # the timeout is only a hang guard
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert (process.returncode, rest, errors) == (0, "", "")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -173,7 +196,7 @@ def test_command_line_rejects_a_bad_port():
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stdout + result.stderr
     assert "--port must be in 0..65535" in result.stderr
 
 

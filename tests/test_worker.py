@@ -1,5 +1,6 @@
 """The worker processes: real OS threads where promised, gevent patched where promised, caps honoured."""
 
+import asyncio
 import json
 import os
 import signal
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis.row_info import row_info
 from bench.clients import BLOCKING, CLIENTS, clients_for
 from bench.harness import memory, process_tree
+from bench.harness.rounds import RoundRecorder
 from bench.harness.worker_process import PROJECT_ROOT, WorkerError, WorkerProcess
 from bench.strategies import STRATEGIES, Fanout
 from bench.workload import Workload
@@ -86,17 +89,24 @@ def test_worker_refuses_a_gevent_strategy_without_the_patch(delay_server):
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stdout + result.stderr
     assert json.loads(result.stdout) == {
         "fatal": "gevent-joinall needs monkey_patched=True (run it with python -m bench.harness.gevent_worker)"
     }
 
 
 def test_harness_overhead_is_recorded(delay_server):
+    """The row's harness overhead is the parent's round trip minus the worker's own wall time."""
     workload = Workload(delay_server.base_url, requests=1, delay_ms=0, concurrency=1)
-    with WorkerProcess(STRATEGIES["sequential"], CLIENTS["requests"], workload) as worker:
-        result = worker.measure_round()
-    assert result["round_trip_seconds"] >= result["wall_seconds"] > 0
+    strategy, client = STRATEGIES["sequential"], CLIENTS["requests"]
+    with WorkerProcess(strategy, client, workload) as worker:
+        recorder = RoundRecorder(worker, None)
+        recorder.record_round()
+    [result] = recorder.rounds
+    assert result["round_trip_seconds"] > result["wall_seconds"] > 0
+    info = row_info(strategy, client, workload, False, [], recorder.rounds)
+    overhead_ms = (result["round_trip_seconds"] - result["wall_seconds"]) * 1000
+    assert info["harness_overhead_ms"] == pytest.approx(overhead_ms)
     assert result["cpu_seconds"] > 0
 
 
@@ -113,8 +123,15 @@ def test_a_worker_killed_mid_round_fails_with_a_clear_error(delay_server):
 
 
 def test_to_thread_keeps_the_default_executors_cap():
-    """asyncio.to_thread's executor is left at ThreadPoolExecutor's default, whatever C is."""
-    cap = min(32, (getattr(os, "process_cpu_count", os.cpu_count)() or 1) + 4)
+    """asyncio.to_thread's executor is left at ThreadPoolExecutor's default, whatever C is:
+    the cap is read off a real default executor, asyncio's own, not recomputed."""
+
+    async def default_executor_size() -> int:
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(int)  # makes the loop's default executor, as the strategy does
+        return loop._default_executor._max_workers
+
+    cap = asyncio.run(default_executor_size())
     fanout = STRATEGIES["asyncio-to-thread"].fanout
     assert fanout.max_in_flight(10_000, 500) == cap
     assert fanout.max_in_flight(3, 500) == 3

@@ -17,8 +17,12 @@ from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import safe_dumps
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the whole new one, never a part (rename is atomic on POSIX)."""
+def write_atomically(path: Path, data: bytes, overwrite: bool = True) -> None:
+    """Readers see the old file or the whole new one, never a part (rename is atomic on POSIX).
+
+    With ``overwrite=False`` an existing file is kept and FileExistsError raised: the new one is
+    linked into place, which, unlike a rename, refuses a taken name in the same atomic step.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
@@ -28,10 +32,14 @@ def write_atomically(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    Path(temporary).unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -46,7 +54,8 @@ def _encode(output_json: dict) -> bytes:
 
 def _storage_save(self: FileStorage, output_json: dict, save: str) -> None:
     output_file = self.get(f"{self._next_num}_{save}.json")
-    write_atomically(output_file, _encode(output_json))
+    # Upstream asserts the numbered file does not exist yet: a run never replaces another.
+    write_atomically(output_file, _encode(output_json), overwrite=False)
     self.logger.info(f"Saved benchmark data in: {output_file}")
 
 

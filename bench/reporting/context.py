@@ -25,6 +25,9 @@ SERVER_INFO = pytest.StashKey[dict]()
 PACKAGES = (
     "gevent",
     "greenlet",
+    "uvloop",
+    "trio",
+    "anyio",  # the AsyncClient of httpx2 runs on trio through it
     "requests",
     "urllib3",
     "httpx2",
