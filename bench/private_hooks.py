@@ -46,6 +46,11 @@ STATIC_HOOKS = (
         "bench/test_side_by_side.py hands it the interleaved rounds' times",
     ),
     Hook(
+        "pytest_benchmark.stats:Stats",
+        "fields",
+        "bench/analysis/results.py saves a row without rounds with every statistic null",
+    ),
+    Hook(
         "pytest_benchmark.storage.file:FileStorage",
         "_next_num",
         "bench/harness/atomic_results.py numbers the saved run as upstream does",
