@@ -2,6 +2,7 @@
 
 import pytest
 
+from bench.harness import priority
 from bench.options import BenchOptions, add_options
 from bench.reporting.context import SERVER_INFO, server_python_executable
 from servers.process import ServerStartError, remote_delay_server, running_delay_server
@@ -47,5 +48,6 @@ def _recorded(config, server):
         "started_by_suite": server.started_here,
         "workers": stats.get("workers"),
         "round_trip_ms": server.round_trip_ms(),
+        "priority": priority.raise_server(config.getoption("bench_server_priority"), server),
     }
     return server

@@ -9,12 +9,12 @@ from bench import report
 from bench.analysis import summary
 from bench.analysis.results import ResultsError, parse_run
 from bench.analysis.summary import row_label
-from bench.harness import atomic_results
+from bench.harness import atomic_results, priority
 from bench.harness.cpu_task import calibrate_spin
 from bench.harness.interleave import RowRecord, run_interleaved
 from bench.harness.preflight import Capacity, measure_capacity
 from bench.options import BenchOptions
-from bench.reporting.context import run_context
+from bench.reporting.context import SERVER_INFO, run_context
 from bench.scenarios import CPU_TASK_MS, SCENARIOS, Shape
 from bench.workload import Workload, fault_query
 
@@ -73,6 +73,8 @@ class Workloads:
         self._records: dict[Shape, dict] = {}
         self.capacities: dict[Shape, Capacity] = {}
         self.round_trip_ms = server.round_trip_ms()
+        # What --bench-server-priority applied to the server (conftest.py records it), for every row.
+        self.server_priority = request.config.stash.get(SERVER_INFO, {}).get("priority")
 
     def workload(self, shape: Shape) -> Workload:
         cpu = shape.kind == "cpu"
@@ -86,6 +88,7 @@ class Workloads:
             timeout_s=self.options.timeout_s,
             fault_query=fault_query(self.options.fail_rate, self.options.drop_rate),
             round_trip_ms=0.0 if cpu else self.round_trip_ms,
+            worker_nice=priority.worker_nice_increment(self.options.server_priority),
         )
 
     def record(self, shape: Shape, strategy, client) -> RowRecord:

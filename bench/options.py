@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from bench.clients import CLIENTS, DEFAULT_CLIENT
+from bench.harness import priority
 from bench.scenarios import SCENARIOS
 from bench.strategies import STRATEGIES
 from bench.workload import REQUEST_TIMEOUT_S
@@ -29,6 +30,7 @@ DEFAULT_PROCESSES = 5
 # would take hours and is skipped with the reason printed.
 DEFAULT_MAX_SECONDS = 120.0
 MAX_DELAY_MS = 60_000  # the delay server's own limit
+DEFAULT_SERVER_PRIORITY = priority.OFF
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class BenchOptions:
     timeout_s: float = REQUEST_TIMEOUT_S
     # None: each strategy's default client (requests where code blocks, aiohttp for asyncio).
     clients: tuple[str, ...] | None = None
+    server_priority: str = DEFAULT_SERVER_PRIORITY
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -62,6 +65,7 @@ class BenchOptions:
             drop_rate=config.getoption("bench_drop_rate"),
             timeout_s=config.getoption("bench_timeout_s"),
             clients=config.getoption("bench_client"),
+            server_priority=config.getoption("bench_server_priority"),
         )
 
     def check(self) -> None:
@@ -266,4 +270,14 @@ def add_options(parser) -> None:
         default=REQUEST_TIMEOUT_S,
         metavar="T",
         help=f"per-request timeout of every strategy's HTTP client (default {REQUEST_TIMEOUT_S:.0f})",
+    )
+    group.addoption(
+        "--bench-server-priority",
+        choices=priority.MODES,
+        default=DEFAULT_SERVER_PRIORITY,
+        help="when the server and a worker under test both want a core, let the server run first: "
+        f"nice-workers lowers each worker's priority (nice +{priority.WORKER_NICE_INCREMENT}, no privilege "
+        f"needed), raise-server raises the server's (nice {priority.SERVER_NICE}, needs root or "
+        "CAP_SYS_NICE, else recorded as not applied), both does both; it changes who gets the CPU, "
+        f"not what anything costs (default {DEFAULT_SERVER_PRIORITY})",
     )

@@ -35,6 +35,8 @@ class Workload:
     # A GET with no delay, measured before the run: on loopback a fraction of a ms, to a
     # server on another host the network's round trip, which every wave of requests pays.
     round_trip_ms: float = 0.0
+    # How much each worker lowers its own priority at start (--bench-server-priority; harness/priority.py).
+    worker_nice: int = 0
 
     @property
     def url(self) -> str:

@@ -121,6 +121,7 @@ MEMORY_COLUMNS = (
     "1st round",
     "in flight",
     "CPU/request",
+    "server CPU/req",
     "p50/p99 ms",
     "OS threads",
     "processes",
@@ -139,6 +140,9 @@ def memory_cells(info: dict) -> tuple[str, ...]:
         format_bytes(info["peak_rss_first_round_bytes"]),
         str(info["client_max_in_flight"] if info["client_max_in_flight"] is not None else "-"),
         "-" if info["cpu_per_request_ms"] is None else f"{info['cpu_per_request_ms']:.2f} ms",
+        "-"
+        if info.get("server_cpu_per_request_us") is None
+        else f"{info['server_cpu_per_request_us']:.0f} µs",
         f"{_ms(info['latency_p50_ms'])}/{_ms(info['latency_p99_ms'])}",
         str(info["os_threads_peak"] if info["os_threads_peak"] is not None else "-"),
         str(info.get("processes_peak") or "-"),

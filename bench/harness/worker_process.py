@@ -73,6 +73,7 @@ class WorkerProcess:
         self.workload = workload
         self.monkey_patched: bool | None = None
         self.event_loop: str | None = None  # what the worker found running its coroutines
+        self.nice: int | None = None  # the worker's own nice value, as it reported it
         # A pool of processes is measured by the PSS of its whole tree (design rule 6).
         self._pss_idle = self._pss_before = None
         self._process: subprocess.Popen | None = None
@@ -101,6 +102,7 @@ class WorkerProcess:
                 raise WorkerError(f"{self.strategy.name} worker sent {ready} instead of its ready line")
             self.monkey_patched = ready["monkey_patched"]
             self.event_loop = ready.get("event_loop")
+            self.nice = ready.get("nice")
             if self.strategy.processes:  # before the pool exists: the worker alone
                 self._pss_idle = self._pss_before = process_tree.sample(self.pid, with_pss=True).pss_bytes
         except BaseException:
@@ -157,6 +159,7 @@ class WorkerProcess:
         result["os_threads_peak"] = max(threads_peak[0], tree.threads_peak)
         result["processes_peak"] = tree.processes_peak
         result["event_loop"] = self.event_loop
+        result["worker_nice"] = self.nice
         result["memory_method"] = memory.VMHWM
         if self.strategy.processes and tree.pss_peak_bytes is not None:
             result["worker_peak_rss_above_idle_bytes"] = result["peak_rss_above_idle_bytes"]
