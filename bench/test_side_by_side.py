@@ -11,10 +11,10 @@ from bench.analysis.row_info import row_info
 from bench.analysis.summary import row_label
 
 
-def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_options):
+def test_side_by_side(benchmark, shape, strategy, client, workloads):
     """R timed rounds over K worker processes; memory, CPU, threads, latency and validity."""
     label = row_label(strategy.name, client)
-    if reason := shape.skip_reason(strategy, client, bench_options):
+    if reason := workloads.skip_reason(shape, strategy, client):
         pytest.skip(f"{label} on {shape.group}: {reason}")
     benchmark.group = shape.group
     record = workloads.record(shape, strategy, client)
