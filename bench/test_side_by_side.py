@@ -33,6 +33,7 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads):
     hand_over(benchmark, [r["timed_seconds"] for r in record.rounds if r["timed_seconds"] is not None])
     info["instrument_capacity"] = capacity.describe() if capacity else None
     info["server_priority"] = workloads.server_priority
+    info["open_files_limit"] = workloads.file_limit.open_files
     benchmark.extra_info.update(info, timeline=record.timeline)
     if not info["valid"]:
         pytest.fail(f"{label}: INVALID: {info['invalid_reason']}")

@@ -151,6 +151,19 @@ def test_requests_refused_by_the_servers_connection_cap_are_the_instruments_limi
     assert not broken["valid"] and not broken["instrument_limited"]
 
 
+def run_bench(tmp_path, *options, **popen) -> subprocess.CompletedProcess:
+    """``pytest bench/`` in a subprocess, its results kept in tmp_path."""
+    command = [sys.executable, "-m", "pytest", "bench/", "-p", "no:cacheprovider", *options]
+    return subprocess.run(
+        [*command, f"--benchmark-storage=file://{tmp_path}"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **popen,
+    )
+
+
 def test_the_file_limit_line_and_the_rows_it_skips():
     limit = FileLimit(20_000)
     assert (
@@ -174,27 +187,15 @@ def test_a_row_beyond_the_open_files_limit_is_skipped_with_the_preflights_line(t
     def lower_the_hard_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "bench/",
-            "-p",
-            "no:cacheprovider",
-            "-rs",
-            "--bench-strategies=asyncio-gather,threadpool",
-            "--bench-client=raw",
-            "--bench-requests=150",
-            "--bench-delay-ms=10",
-            "--bench-rounds=1",
-            "--bench-processes=1",
-            f"--benchmark-storage=file://{tmp_path}",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_bench(
+        tmp_path,
+        "-rs",
+        "--bench-strategies=asyncio-gather,threadpool",
+        "--bench-client=raw",
+        "--bench-requests=150",
+        "--bench-delay-ms=10",
+        "--bench-rounds=1",
+        "--bench-processes=1",
         preexec_fn=lower_the_hard_limit,
     )
     line = "this machine allows 200 open files per process: at most about 100 in flight"
