@@ -282,7 +282,9 @@ def add_options(parser) -> None:
         "--bench-server-priority",
         choices=priority.MODES,
         default=DEFAULT_SERVER_PRIORITY,
-        help="when the server and a worker under test both want a core, let the server run first: "
+        metavar="MODE",
+        help=f"{', '.join(priority.MODES)}: when the server and a worker under test both want a core, "
+        "let the server run first: "
         f"nice-workers lowers each worker's priority (nice +{priority.WORKER_NICE_INCREMENT}, no privilege "
         f"needed), raise-server raises the server's (nice {priority.SERVER_NICE}, needs root or "
         "CAP_SYS_NICE, else recorded as not applied), both does both; it changes who gets the CPU, "
