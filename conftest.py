@@ -4,6 +4,7 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
+from bench.harness import priority
 from bench.harness.local_ca import local_ca
 from bench.options import BenchOptions, add_options
 from bench.reporting.context import SERVER_INFO, server_python_executable
@@ -81,6 +82,7 @@ def _recorded(config, server):
             "workers": stats.get("workers"),
             "round_trip_ms": server.round_trip_ms(),
             "tls": server.negotiated_tls(),
+            "priority": priority.raise_server(config.getoption("bench_server_priority"), server),
         }
     )
     return server

@@ -9,12 +9,12 @@ from bench import private_hooks, report
 from bench.analysis import story, summary
 from bench.analysis.results import UNMEASURED_KEY, ResultsError, parse_run, unmeasured_rows
 from bench.analysis.summary import row_label
-from bench.harness import atomic_results, process_tree
+from bench.harness import atomic_results, file_limits, priority, process_tree
 from bench.harness.cpu_task import calibrate_spin
 from bench.harness.interleave import RowRecord, run_interleaved
 from bench.harness.preflight import ATTEMPTS, Capacity, measure_capacity
 from bench.options import BenchOptions
-from bench.reporting.context import run_context
+from bench.reporting.context import SERVER_INFO, run_context
 from bench.scenarios import CPU_TASK_MS, SCENARIOS, Ladder, Shape
 from bench.workload import HOST_NAME, Workload, by_name, fault_query
 
@@ -88,6 +88,10 @@ class Workloads:
         self._records: dict[Shape, dict] = {}
         self.capacities: dict[Shape, Capacity] = {}
         self.round_trip_ms = {server.base_url: server.round_trip_ms()}
+        # What --bench-server-priority applied to the server (conftest.py records it), for every row.
+        self.server_priority = request.config.stash.get(SERVER_INFO, {}).get("priority")
+        self.file_limit = file_limits.for_run(server)
+        self._file_limit_told: set[Shape] = set()
         self.ladder = request.config.stash[LADDER] = Ladder(self._certify)
 
     def server_for(self, shape: Shape):
@@ -116,11 +120,30 @@ class Workloads:
             round_trip_ms=0.0 if cpu else self.round_trip_ms[server.base_url],
             connection=cell.connection,
             ca_file=server.ca_file,
+            worker_nice=priority.worker_nice_increment(self.options.server_priority),
         )
+
+    def skip_reason(self, shape: Shape, strategy, client) -> str | None:
+        """Why a row will not run: too long for --bench-max-seconds, or more in flight than open files allow."""
+        self._tell_file_limit(shape)
+        return shape.skip_reason(strategy, client, self.options) or self._beyond_file_limit(shape, strategy)
+
+    def _beyond_file_limit(self, shape: Shape, strategy) -> str | None:
+        if shape.kind != "io":
+            return None
+        return self.file_limit.skip_reason(strategy.fanout.max_in_flight(shape.requests, shape.concurrency))
+
+    def _tell_file_limit(self, shape: Shape) -> None:
+        """Once per workload, before its first row runs or is skipped: the one line saying that
+        open files cap it (issue 15, item 4)."""
+        if shape not in self._file_limit_told:
+            self._file_limit_told.add(shape)
+            if any(self._beyond_file_limit(shape, s) for s, _ in shape.pairs(self.options)):
+                self._say(shape, self.file_limit.describe())
 
     def record(self, shape: Shape, strategy, client) -> RowRecord:
         if shape not in self._records:
-            rows = [(s, c) for s, c in shape.pairs(self.options) if not shape.skip_reason(s, c, self.options)]
+            rows = [(s, c) for s, c in shape.pairs(self.options) if not self.skip_reason(shape, s, c)]
             if shape.kind == "io" and rows:
                 self._preflight(shape, rows)
             self._records[shape] = run_interleaved(
@@ -143,13 +166,17 @@ class Workloads:
         in_flight = max(s.fanout.max_in_flight(shape.requests, shape.concurrency) for s, _ in rows)
         capacity = measure_capacity(self.server_for(shape), self.workload(shape), in_flight, attempts)
         self.capacities[shape] = capacity
+        self._say(shape, capacity.describe())
+        return capacity
+
+    def _say(self, shape: Shape, text: str) -> None:
+        """A line about the instrument, printed before the workload runs, whatever the capture."""
         plugins = self.request.config.pluginmanager
         reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
         if reporter and capture:
             with capture.global_and_fixture_disabled():
                 reporter.ensure_newline()
-                reporter.write_line(f"instrument, {shape.group}: {capacity.describe()}")
-        return capacity
+                reporter.write_line(f"instrument, {shape.group}: {text}")
 
 
 @pytest.fixture(scope="session")

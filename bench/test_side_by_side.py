@@ -14,14 +14,14 @@ from bench.analysis.row_info import row_info
 from bench.analysis.summary import row_label
 
 
-def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_options):
+def test_side_by_side(benchmark, shape, strategy, client, workloads):
     """R timed rounds over K worker processes; memory, CPU, threads, latency and validity."""
     # The fixture is fed the interleaved run's rounds (hand_over), never runs its own; marked used
     # from the start, as pedantic() marks it, so a run stopped mid-row (Ctrl-C) does not warn of
     # an unused fixture (fixture.py, ``_cleanup``).
     benchmark._mode = "the interleaved rounds (bench/test_side_by_side.py)"
     label = row_label(strategy.name, client)
-    if reason := shape.skip_reason(strategy, client, bench_options) or workloads.ladder.skip_reason(shape):
+    if reason := workloads.skip_reason(shape, strategy, client) or workloads.ladder.skip_reason(shape):
         pytest.skip(f"{label} on {shape.group}: {reason}")
     benchmark.group = shape.group
     record = workloads.record(shape, strategy, client)
@@ -39,6 +39,8 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_optio
         pytest.skip(f"{label} on {shape.group}: {reason}")  # not handed over: nothing saved
     hand_over(benchmark, record.rounds)
     info["instrument_capacity"] = capacity.describe() if capacity else None
+    info["server_priority"] = workloads.server_priority
+    info["open_files_limit"] = workloads.file_limit.open_files
     benchmark.extra_info.update(info, timeline=record.timeline)
     if not info["valid"]:
         pytest.fail(f"{label}: INVALID: {info['invalid_reason']}")

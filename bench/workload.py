@@ -61,6 +61,9 @@ class Workload:
         """The headers of every request: ``Connection: close`` for new connections, none for keep-alive."""
         return dict(CONNECTION_CLOSE) if self.new_connections else {}
 
+    # How much each worker lowers its own priority at start (--bench-server-priority; harness/priority.py).
+    worker_nice: int = 0
+
     @property
     def url(self) -> str:
         return f"{self.base_url}/delay?ms={self.delay_ms}{self.fault_query}"

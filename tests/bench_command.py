@@ -12,8 +12,13 @@ from servers.process import PROJECT_ROOT
 PYTEST = ("-m", "pytest")
 
 
-def run_bench(storage: Path, *options: str, start: tuple[str, ...] = PYTEST) -> subprocess.CompletedProcess:
-    """Its runs saved under ``storage``, never in results/; output captured for the assertions."""
+def run_bench(
+    storage: Path, *options: str, start: tuple[str, ...] = PYTEST, **popen
+) -> subprocess.CompletedProcess:
+    """Its runs saved under ``storage``, never in results/; output captured for the assertions.
+
+    ``popen``: more of subprocess.run's arguments (a ``preexec_fn`` that lowers a limit).
+    """
     return subprocess.run(
         [
             sys.executable,
@@ -28,6 +33,7 @@ def run_bench(storage: Path, *options: str, start: tuple[str, ...] = PYTEST) -> 
         capture_output=True,
         text=True,
         timeout=120,
+        **popen,
     )
 
 

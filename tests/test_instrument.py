@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 
 import pytest
 from bench_command import output_of, run_bench
 from shared_machine import assert_valid_or_the_instruments_limit
 
+from bench.analysis import summary
+from bench.analysis.row_info import row_info, server_cpu_per_request_us
+from bench.clients import CLIENTS
 from bench.harness import preflight
+from bench.harness.file_limits import FileLimit, open_files_of
 from bench.harness.preflight import Capacity, measure_capacity
+from bench.harness.rounds import RoundRecorder
+from bench.harness.worker_process import WorkerProcess
+from bench.strategies import STRATEGIES
 from bench.workload import Workload
 from servers.process import running_delay_server
 
@@ -115,10 +124,6 @@ def test_an_unreachable_server_url_stops_the_run_with_a_clear_error(tmp_path):
 
 
 def test_requests_refused_by_the_servers_connection_cap_are_the_instruments_limit():
-    from bench.analysis.row_info import row_info
-    from bench.clients import CLIENTS
-    from bench.strategies import STRATEGIES
-
     workload = Workload("http://127.0.0.1:1", requests=10, delay_ms=100, concurrency=10)
 
     def info_for(message: str, refused: int = 0) -> dict:
@@ -133,3 +138,81 @@ def test_requests_refused_by_the_servers_connection_cap_are_the_instruments_limi
     assert Capacity(delay_ms=100, asked=10, held=0).skip_reason(capped), "the row asked for 10, none held"
     broken = info_for("HTTP 500")
     assert not broken["valid"] and not broken["instrument_limited"]
+
+
+def test_the_file_limit_line_and_the_rows_it_skips():
+    limit = FileLimit(20_000)
+    assert (
+        limit.describe()
+        == "this machine allows 20,000 open files per process: at most about 19,900 in flight"
+    )
+    assert limit.skip_reason(19_900) is None
+    assert limit.describe() in limit.skip_reason(19_901)
+    assert (
+        FileLimit(5_000, "the delay server").describe().startswith("the delay server allows 5,000 open files")
+    )
+
+
+def test_a_processs_open_files_limit_is_read_from_proc():
+    assert open_files_of(os.getpid()) == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def test_a_row_beyond_the_open_files_limit_is_skipped_with_the_preflights_line(tmp_path):
+    """A hard limit of 200 (so about 100 in flight): the 150-wide row is skipped, the pool of 10 runs."""
+
+    def lower_the_hard_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    done = run_bench(
+        tmp_path,
+        "-rs",
+        "--bench-scenario=quick",
+        "--bench-strategies=asyncio-gather,threadpool",
+        "--bench-client=raw",
+        "--bench-requests=150",
+        "--bench-delay-ms=10",
+        "--bench-rounds=1",
+        "--bench-processes=1",
+        preexec_fn=lower_the_hard_limit,
+    )
+    line = "this machine allows 200 open files per process: at most about 100 in flight"
+    assert done.returncode == 0, output_of(done)
+    assert f"instrument, quick: 150 x 10 ms, C=10: {line}" in done.stdout
+    assert f"asyncio-gather[raw] on quick: 150 x 10 ms, C=10: 150 in flight asked, but {line}" in done.stdout
+    assert "1 passed, 1 skipped" in done.stdout
+
+
+def test_a_row_records_the_servers_cpu_per_request(delay_server):
+    """The plumbing from /stats to the row: present and positive after a real run (never a timing bound)."""
+    workload = Workload(delay_server.base_url, requests=500, delay_ms=0, concurrency=500)
+    strategy, client = STRATEGIES["asyncio-gather"], CLIENTS["raw"]
+    with WorkerProcess(strategy, client, workload) as worker:
+        recorder = RoundRecorder(worker, delay_server)
+        for _ in range(3):
+            recorder.record_round()
+    info = row_info(strategy, client, workload, False, [], recorder.rounds)
+    assert all(r["server_cpu_seconds"] >= 0 for r in recorder.rounds)
+    assert info["server_cpu_seconds"] > 0
+    assert info["server_cpu_per_request_us"] == pytest.approx(info["server_cpu_seconds"] / (3 * 500) * 1e6)
+    assert summary.memory_cells(info)[summary.MEMORY_COLUMNS.index("server CPU/req")].endswith(" µs")
+
+
+def test_the_servers_cpu_per_request_is_summed_over_rounds_and_shown_by_the_preflight():
+    rounds = [
+        {"server_cpu_seconds": 0.02, "server_requests": 100},
+        {"server_cpu_seconds": 0.01, "server_requests": 200},
+        {"server_cpu_seconds": None, "server_requests": 100},  # a server without the figure
+    ]
+    assert server_cpu_per_request_us(rounds) == pytest.approx(100.0)
+    assert server_cpu_per_request_us([{"server_requests": 100}]) is None
+    burst = {
+        "in_flight": 300,
+        "lateness_p99_ms": 3.0,
+        "overflows": 0,
+        "errors": 0,
+        "server_cpu_per_request_us": 100.0,
+    }
+    capacity = Capacity(delay_ms=200, asked=300, held=300, bursts=[burst])
+    assert (
+        "300: lateness p99 3 ms, 0 overflows, 0 errors, server CPU 100 µs per request" in capacity.describe()
+    )

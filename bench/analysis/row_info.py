@@ -67,8 +67,25 @@ def _median(rounds: list[dict], key: str):
     return statistics.median(values) if values else None
 
 
+def _total(rounds: list[dict], key: str):
+    values = [r[key] for r in rounds if r.get(key) is not None]
+    return sum(values) if values else None
+
+
 def _ratio(value: float | None, divisor: float | None) -> float | None:
     return value / divisor if value is not None and divisor else None
+
+
+def server_cpu_per_request_us(rounds: list[dict]) -> float | None:
+    """The delay server's CPU time per request it answered, over these rounds (design rule 10).
+
+    Summed over the rounds, not a median of each: the server counts its CPU time in clock
+    ticks (10 ms here), coarse against one round of a few hundred requests.
+    """
+    measured = [r for r in rounds if r.get("server_cpu_seconds") is not None and r.get("server_requests")]
+    if not measured:
+        return None
+    return sum(r["server_cpu_seconds"] for r in measured) / sum(r["server_requests"] for r in measured) * 1e6
 
 
 def _by_process(rounds: list[dict], key) -> list[list[float]]:
@@ -144,12 +161,16 @@ def row_info(
         "resolver": _first(complete, "resolver"),
         "resolver_calls": _median(complete, "resolver_calls"),
         "server_connections_accepted": _worst(complete, "server_connections_accepted"),
+        "worker_nice": _first(complete, "worker_nice"),
         "monkey_patched": monkey_patched,
         "client_max_in_flight": client_in_flight,
         "latency_p50_ms": _median(complete, "latency_p50_ms"),
         "latency_p99_ms": _median(complete, "latency_p99_ms"),
         "server_lateness_p99_ms": _worst(complete, "server_lateness_p99_ms"),
         "server_max_in_flight": _worst(complete, "server_max_in_flight"),
+        "server_cpu_per_request_us": server_cpu_per_request_us(complete),
+        # The total behind it: the server counts CPU in clock ticks, so this says how coarse it is.
+        "server_cpu_seconds": _total(complete, "server_cpu_seconds"),
         "listen_overflows": sum(r.get("listen_overflows", 0) for r in complete),
         "ideal_seconds": ideal,
         "efficiency": score,

@@ -135,6 +135,7 @@ MEMORY_COLUMNS = (
     "warm-up",
     "in flight",
     "CPU/request",
+    "server CPU/req",
     "p50/p99 ms",
     "OS threads",
     "processes",
@@ -154,6 +155,9 @@ def memory_cells(info: dict) -> tuple[str, ...]:
         "-" if info.get("warmup_seconds") is None else f"{info['warmup_seconds'] * 1000:.0f} ms",
         str(info["client_max_in_flight"] if info["client_max_in_flight"] is not None else "-"),
         "-" if info["cpu_per_request_ms"] is None else f"{info['cpu_per_request_ms']:.2f} ms",
+        "-"
+        if info.get("server_cpu_per_request_us") is None
+        else f"{info['server_cpu_per_request_us']:.0f} µs",
         f"{_ms(info['latency_p50_ms'])}/{_ms(info['latency_p99_ms'])}",
         str(info["os_threads_peak"] if info["os_threads_peak"] is not None else "-"),
         str(info.get("processes_peak") or "-"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from bench.analysis.row_info import lateness_limit_ms
+from bench.analysis.row_info import lateness_limit_ms, server_cpu_per_request_us
 from bench.clients import CLIENTS
 from bench.harness.rounds import RoundRecorder
 from bench.harness.worker_process import WorkerError, WorkerProcess
@@ -46,7 +46,7 @@ class Capacity:
             )
         tried = "; ".join(
             f"{b['in_flight']}: lateness p99 {b['lateness_p99_ms']:.0f} ms, {b['overflows']} overflows, "
-            f"{b['errors']} errors"
+            f"{b['errors']} errors{_server_cpu(b)}"
             for b in self.bursts
         )
         return f"the delay server {verdict} at {self.delay_ms} ms (raw bursts: {tried})"
@@ -64,6 +64,12 @@ class Capacity:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _server_cpu(burst: dict) -> str:
+    """The instrument's own cost in the burst: its CPU per request (design rule 10)."""
+    cpu_us = burst.get("server_cpu_per_request_us")
+    return "" if cpu_us is None else f", server CPU {cpu_us:.0f} µs per request"
 
 
 def measure_capacity(server, workload: Workload, in_flight: int, attempts: int = ATTEMPTS) -> Capacity:
@@ -101,6 +107,7 @@ def _burst(server, workload: Workload) -> dict:
         lateness_p99_ms=record.get("server_lateness_p99_ms") or 0.0,
         overflows=record.get("listen_overflows") or 0,
         errors=record["errors"],
+        server_cpu_per_request_us=server_cpu_per_request_us([record]),
     )
     result["held"] = (
         not recorder.failure

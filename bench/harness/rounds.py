@@ -44,7 +44,7 @@ class RoundRecorder:
         try:
             if self.server:
                 self._check_server()
-                self.server.reset_stats()
+                window = self.server.reset_stats()
             # Only a server has a listen queue: the CPU-bound control, which has none, would
             # count other programs' overflows (the counter covers the whole network namespace).
             overflows_before = kernel.listen_overflows() if self.server else 0
@@ -74,6 +74,10 @@ class RoundRecorder:
                 record["server_max_in_flight"] = stats["max_in_flight"]
                 record["server_requests"] = stats["served"] + faults
                 record["server_faults"] = faults
+                # The instrument's own cost during the round (design rule 10): its CPU time
+                # (user + sys of all its processes) since the reset just before the round.
+                if "cpu_seconds" in stats:
+                    record["server_cpu_seconds"] = stats["cpu_seconds"] - window.get("cpu_seconds", 0.0)
                 # The server's own count, from its network namespace: the one that holds its
                 # listen queue, wherever it runs (design rule 9).
                 record["listen_overflows"] = stats.get("listen_overflows", record["listen_overflows"])

@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     client = CLIENTS[client_name] if client_name != NO_CLIENT else None
     workload = Workload.from_dict(json.loads(workload_json))
     die_with_parent()
+    if workload.worker_nice:
+        os.nice(workload.worker_nice)  # before any thread or pool process, which inherit it
     # From here on this process is the parent its own children (a pool's processes) die with.
     os.environ[PARENT_PID_VARIABLE] = str(os.getpid())
 
@@ -263,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             "monkey_patched": patched,
             "event_loop": runner.event_loop,
             "resolver": runner.resolver,
+            "nice": os.getpriority(os.PRIO_PROCESS, 0),
         }
     )
     for line in sys.stdin:

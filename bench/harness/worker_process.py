@@ -74,6 +74,7 @@ class WorkerProcess:
         self.monkey_patched: bool | None = None
         self.event_loop: str | None = None  # what the worker found running its coroutines
         self.resolver: str | None = None  # the path its name lookups take (harness/resolver.py)
+        self.nice: int | None = None  # the worker's own nice value, as it reported it
         # A pool of processes is measured by the PSS of its whole tree (design rule 6).
         self._pss_idle = self._pss_before = None
         self._last_round: dict = {}
@@ -104,6 +105,7 @@ class WorkerProcess:
             self.monkey_patched = ready["monkey_patched"]
             self.event_loop = ready.get("event_loop")
             self.resolver = ready.get("resolver")
+            self.nice = ready.get("nice")
             if self.strategy.processes:  # before the pool exists: the worker alone
                 self._pss_idle = self._pss_before = self._tree_pss()
         except BaseException:
@@ -159,6 +161,7 @@ class WorkerProcess:
         result["processes_peak"] = tree.processes_peak
         result["event_loop"] = self.event_loop
         result["resolver"] = self.resolver
+        result["worker_nice"] = self.nice
         result["memory_method"] = memory.VMHWM
         self._last_round = result
         return result
