@@ -205,6 +205,10 @@ def test_the_servers_cpu_per_request_is_summed_over_rounds_and_shown_by_the_pref
     ]
     assert server_cpu_per_request_us(rounds) == pytest.approx(100.0)
     assert server_cpu_per_request_us([{"server_requests": 100}]) is None
+    # Per connection (issue 17): keep-alive rounds open none, so there is no figure.
+    opened = [{"server_cpu_seconds": 0.03, "server_connections_accepted": 300}]
+    assert server_cpu_per_request_us(opened, per="server_connections_accepted") == pytest.approx(100.0)
+    assert server_cpu_per_request_us(rounds, per="server_connections_accepted") is None
     burst = {
         "in_flight": 300,
         "lateness_p99_ms": 3.0,

@@ -76,16 +76,17 @@ def _ratio(value: float | None, divisor: float | None) -> float | None:
     return value / divisor if value is not None and divisor else None
 
 
-def server_cpu_per_request_us(rounds: list[dict]) -> float | None:
-    """The delay server's CPU time per request it answered, over these rounds (design rule 10).
+def server_cpu_per_request_us(rounds: list[dict], per: str = "server_requests") -> float | None:
+    """The delay server's CPU time per request it answered (or per connection it accepted, with
+    ``per="server_connections_accepted"``), over these rounds (design rule 10).
 
     Summed over the rounds, not a median of each: the server counts its CPU time in clock
     ticks (10 ms here), coarse against one round of a few hundred requests.
     """
-    measured = [r for r in rounds if r.get("server_cpu_seconds") is not None and r.get("server_requests")]
+    measured = [r for r in rounds if r.get("server_cpu_seconds") is not None and r.get(per)]
     if not measured:
         return None
-    return sum(r["server_cpu_seconds"] for r in measured) / sum(r["server_requests"] for r in measured) * 1e6
+    return sum(r["server_cpu_seconds"] for r in measured) / sum(r[per] for r in measured) * 1e6
 
 
 def _by_process(rounds: list[dict], key) -> list[list[float]]:
@@ -169,6 +170,8 @@ def row_info(
         "server_lateness_p99_ms": _worst(complete, "server_lateness_p99_ms"),
         "server_max_in_flight": _worst(complete, "server_max_in_flight"),
         "server_cpu_per_request_us": server_cpu_per_request_us(complete),
+        # Issue 17: None for keep-alive rows, whose rounds open no connection.
+        "server_cpu_per_connection_us": server_cpu_per_request_us(complete, per="server_connections_accepted"),
         # The total behind it: the server counts CPU in clock ticks, so this says how coarse it is.
         "server_cpu_seconds": _total(complete, "server_cpu_seconds"),
         "listen_overflows": sum(r.get("listen_overflows", 0) for r in complete),
