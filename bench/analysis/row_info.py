@@ -171,7 +171,9 @@ def row_info(
         "server_max_in_flight": _worst(complete, "server_max_in_flight"),
         "server_cpu_per_request_us": server_cpu_per_request_us(complete),
         # Issue 17: None for keep-alive rows, whose rounds open no connection.
-        "server_cpu_per_connection_us": server_cpu_per_request_us(complete, per="server_connections_accepted"),
+        "server_cpu_per_connection_us": server_cpu_per_request_us(
+            complete, per="server_connections_accepted"
+        ),
         # The total behind it: the server counts CPU in clock ticks, so this says how coarse it is.
         "server_cpu_seconds": _total(complete, "server_cpu_seconds"),
         "listen_overflows": sum(r.get("listen_overflows", 0) for r in complete),
