@@ -1,0 +1,204 @@
+"""PostgreSQL as a target: a throwaway cluster's lifecycle, and the database's own count of a round.
+
+The workload is ``SELECT pg_sleep(D)`` on autocommit connections, one per request that may
+be in flight. The referee reads the database's statistics, never the client's:
+
+- **queries seen**: the ``calls`` of the pg_sleep statement in ``pg_stat_statements``, reset
+  before each round. Why this count: the extension keeps it in shared memory and adds each
+  statement as it ends, so it is exact the moment the clients have their answers.
+  ``pg_stat_database.xact_commit`` would count the referee's own transactions too, and it and
+  ``pg_stat_user_functions`` are flushed by each backend at most once a second (PostgreSQL 15's
+  ``PGSTAT_MIN_INTERVAL``); ``track_functions`` does not follow built-in functions like pg_sleep.
+  The extension must be preloaded: the suite's own cluster does it; a server given with
+  ``--bench-db-dsn`` must have ``shared_preload_libraries = 'pg_stat_statements'``.
+- **the most sleeping at once**: backends whose ``pg_stat_activity.wait_event`` is ``PgSleep``,
+  sampled every few milliseconds during the round on the referee's own connection.
+- **lateness**: the statement's ``max_exec_time`` above D: its worst, where the delay server
+  reports a p99 (stricter, never looser).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from bench.targets.postgres_cluster import STARTUP_TIMEOUT_S, STOP_TIMEOUT_S, find_bindir
+from servers.process import PROJECT_ROOT, stop_process
+
+READY_PREFIX = "ready "
+# Every sample is one query over pg_stat_activity (~0.3 ms here); a query sleeps 100s of ms.
+SAMPLE_INTERVAL_S = 0.005
+# Connections the suite keeps beside the clients': the referee's two, a pool's spare (the
+# process pool's worker makes one before it forks), and the superuser's reserve of 3.
+SPARE_CONNECTIONS = 10
+# A healthy server answers the referee in milliseconds; a broken one must not hang the run.
+CONNECT_TIMEOUT_S = 5
+SLEEP_STATEMENT = "SELECT pg_sleep("
+COUNT_QUERIES = (
+    "SELECT coalesce(sum(calls), 0)::int, coalesce(max(max_exec_time), 0) FROM pg_stat_statements "
+    f"WHERE query LIKE '{SLEEP_STATEMENT}%'"
+)
+COUNT_SLEEPING = "SELECT count(*)::int FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+
+
+class PostgresError(RuntimeError):
+    """No cluster could be started, or the server cannot referee (not reachable, no pg_stat_statements)."""
+
+
+def available() -> bool:
+    return find_bindir() is not None
+
+
+@dataclass
+class PostgresServer:
+    """A running PostgreSQL: the suite's own cluster (``process``: its keeper), or one elsewhere (None)."""
+
+    dsn: str
+    process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.dsn
+
+    @property
+    def started_here(self) -> bool:
+        return self.process is not None
+
+    def exit_status(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+    def connect(self):
+        import psycopg
+
+        try:
+            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.OperationalError as exc:
+            raise PostgresError(f"no PostgreSQL answers at {self.dsn}: {str(exc).strip()}") from None
+
+    def round_trip_ms(self, samples: int = 5) -> float:
+        """The median time of ``SELECT pg_sleep(0)``: what every wave of queries pays above D."""
+        with self.connect() as connection:
+            times = []
+            for _ in range(samples):
+                started = time.perf_counter()
+                connection.execute("SELECT pg_sleep(0)")
+                times.append((time.perf_counter() - started) * 1000)
+        return sorted(times)[len(times) // 2]
+
+    def referee(self, delay_ms: int) -> Referee:
+        return Referee(self, delay_ms)
+
+
+class Referee:
+    """What the database saw in a round: ``reset_stats()`` before it, ``stats()`` after it.
+
+    ``stats()`` answers in the delay server's ``/stats`` terms, so the round recorder and the
+    validity rules treat both targets alike: ``served`` queries, ``max_in_flight`` sleeping.
+    """
+
+    def __init__(self, server: PostgresServer, delay_ms: int) -> None:
+        self.server = server
+        self.delay_ms = delay_ms
+        self._counter = server.connect()
+        try:
+            self._counter.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            self._counter.execute(COUNT_QUERIES)
+        except Exception as exc:
+            self._counter.close()
+            raise PostgresError(
+                f"the referee needs pg_stat_statements at {server.dsn} "
+                f"(shared_preload_libraries = 'pg_stat_statements'): {str(exc).strip()}"
+            ) from None
+        self._sampler = server.connect()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._peak_sleeping = 0
+
+    def exit_status(self) -> int | None:
+        return self.server.exit_status()
+
+    def reset_stats(self) -> None:
+        self._finish_sampling()
+        self._counter.execute("SELECT pg_stat_statements_reset()")
+        self._peak_sleeping = 0
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, name="postgres-referee", daemon=True)
+        self._thread.start()
+
+    def stats(self) -> dict:
+        self._finish_sampling()
+        queries, max_exec_ms = self._counter.execute(COUNT_QUERIES).fetchone()
+        return {
+            "served": queries,
+            "max_in_flight": self._peak_sleeping,
+            "lateness_ms": {"p99": max(0.0, max_exec_ms - self.delay_ms) if queries else 0.0},
+            "failed_on_purpose": 0,
+            "dropped_on_purpose": 0,
+            "stalled": 0,
+        }
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            (sleeping,) = self._sampler.execute(COUNT_SLEEPING).fetchone()
+            self._peak_sleeping = max(self._peak_sleeping, sleeping)
+
+    def _finish_sampling(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> None:
+        self._finish_sampling()
+        self._counter.close()
+        self._sampler.close()
+
+
+@contextmanager
+def running_postgres(max_connections: int) -> Iterator[PostgresServer]:
+    """A throwaway cluster for the block's life (``bench/targets/postgres_cluster.py``).
+
+    Its keeper runs in a session of its own, so a Ctrl-C reaches this process, which stops it
+    by closing the pipe; a killed process closes the pipe too.
+    """
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        keeper = subprocess.Popen(
+            [sys.executable, "-m", "bench.targets.postgres_cluster", "--max-connections", str(max_connections)],
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            yield PostgresServer(_wait_for_ready(keeper, stderr), keeper)
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                keeper.stdin.close()
+            try:
+                keeper.wait(timeout=STOP_TIMEOUT_S + 5)
+            except subprocess.TimeoutExpired:
+                stop_process(keeper)
+
+
+def _wait_for_ready(keeper: subprocess.Popen, stderr) -> str:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S + 5
+    with selectors.DefaultSelector() as selector:
+        selector.register(keeper.stdout, selectors.EVENT_READ)
+        if selector.select(max(0.0, deadline - time.monotonic())):
+            line = keeper.stdout.readline()
+            if line.startswith(READY_PREFIX):
+                return line[len(READY_PREFIX) :].strip()
+            keeper.wait(timeout=STOP_TIMEOUT_S + 5)
+            stderr.seek(0)
+            raise PostgresError(f"no PostgreSQL cluster: {line.strip() or stderr.read().strip()[-2000:]}")
+    raise PostgresError(f"the PostgreSQL cluster was not ready within {STARTUP_TIMEOUT_S + 5:.0f} s")
