@@ -16,6 +16,7 @@ from bench.harness.preflight import Capacity, measure_capacity
 from bench.options import BenchOptions
 from bench.reporting.context import run_context
 from bench.scenarios import CPU_TASK_MS, SCENARIOS, Shape
+from bench.targets import POSTGRES
 from bench.workload import Workload, fault_query
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -72,34 +73,53 @@ class Workloads:
         self.request = request
         self._records: dict[Shape, dict] = {}
         self.capacities: dict[Shape, Capacity] = {}
-        self.round_trip_ms = server.round_trip_ms()
+        self._round_trip_ms = {}
+
+    def target(self, shape: Shape):
+        """The delay server, or PostgreSQL (started the first time a workload asks for it)."""
+        return self.request.getfixturevalue("postgres_server") if shape.target == POSTGRES else self.server
+
+    def round_trip_ms(self, target) -> float:
+        if target.base_url not in self._round_trip_ms:
+            self._round_trip_ms[target.base_url] = target.round_trip_ms()
+        return self._round_trip_ms[target.base_url]
 
     def workload(self, shape: Shape) -> Workload:
         cpu = shape.kind == "cpu"
+        target = self.target(shape)
         return Workload(
-            base_url=self.server.base_url,
+            base_url=target.base_url,
             requests=shape.requests,
             delay_ms=shape.delay_ms,
             concurrency=shape.concurrency,
             kind=shape.kind,
             cpu_iterations=self.request.getfixturevalue("cpu_iterations") if cpu else 0,
             timeout_s=self.options.timeout_s,
-            fault_query=fault_query(self.options.fail_rate, self.options.drop_rate),
-            round_trip_ms=0.0 if cpu else self.round_trip_ms,
+            # The faults are the delay server's; a database is only ever asked to sleep.
+            fault_query=""
+            if shape.target == POSTGRES
+            else fault_query(self.options.fail_rate, self.options.drop_rate),
+            round_trip_ms=0.0 if cpu else self.round_trip_ms(target),
         )
 
     def record(self, shape: Shape, strategy, client) -> RowRecord:
         if shape not in self._records:
             rows = [(s, c) for s, c in shape.pairs(self.options) if not shape.skip_reason(s, c, self.options)]
-            if shape.kind == "io" and rows:
+            if shape.kind == "io" and shape.target != POSTGRES and rows:
                 self._preflight(shape, rows)
-            self._records[shape] = run_interleaved(
-                rows,
-                self.workload(shape),
-                self.server if shape.kind == "io" else None,
-                rounds=shape.rounds or self.options.rounds,
-                processes=self.options.processes,
-            )
+            # The database's referee reads its own statistics; each workload has its own.
+            referee = self.target(shape).referee(shape.delay_ms) if shape.target == POSTGRES else None
+            try:
+                self._records[shape] = run_interleaved(
+                    rows,
+                    self.workload(shape),
+                    referee or (self.server if shape.kind == "io" else None),
+                    rounds=shape.rounds or self.options.rounds,
+                    processes=self.options.processes,
+                )
+            finally:
+                if referee:
+                    referee.close()
         return self._records[shape][row_label(strategy.name, client)]
 
     def _preflight(self, shape: Shape, rows) -> None:

@@ -46,6 +46,8 @@ class BenchOptions:
     timeout_s: float = REQUEST_TIMEOUT_S
     # None: each strategy's default client (requests where code blocks, aiohttp for asyncio).
     clients: tuple[str, ...] | None = None
+    # A PostgreSQL started elsewhere for the db scenario; None: the suite starts its own.
+    db_dsn: str | None = None
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -62,6 +64,7 @@ class BenchOptions:
             drop_rate=config.getoption("bench_drop_rate"),
             timeout_s=config.getoption("bench_timeout_s"),
             clients=config.getoption("bench_client"),
+            db_dsn=config.getoption("bench_db_dsn"),
         )
 
     def check(self) -> None:
@@ -132,6 +135,12 @@ def server_url(text: str) -> str:
     if not port:
         raise argparse.ArgumentTypeError(f"expected http://HOST:PORT with a port, got {text!r}")
     return text.rstrip("/")
+
+
+def database_dsn(text: str) -> str:
+    if urlsplit(text).scheme not in ("postgresql", "postgres"):
+        raise argparse.ArgumentTypeError(f"expected postgresql://USER@HOST:PORT/DATABASE, got {text!r}")
+    return text
 
 
 def positive_seconds(text: str) -> float:
@@ -244,6 +253,14 @@ def add_options(parser) -> None:
         help="use a delay server started elsewhere (python -m servers.delay --host ... on another "
         "host) instead of starting one here; every validity rule still applies, from its own /stats "
         "(default: start one on 127.0.0.1)",
+    )
+    group.addoption(
+        "--bench-db-dsn",
+        type=database_dsn,
+        default=None,
+        metavar="DSN",
+        help="use a PostgreSQL started elsewhere for the db scenario (it must preload "
+        "pg_stat_statements, the referee's count) instead of a throwaway cluster started here",
     )
     group.addoption(
         "--bench-fail-rate",

@@ -13,12 +13,27 @@ from dataclasses import dataclass
 
 from bench.clients import CLIENTS, Client, clients_for
 from bench.strategies import STRATEGIES, Strategy
+from bench.targets import DELAY, POSTGRES
 
 # Starting a worker (imports, the gevent patch, the client's session) takes well under this.
 WORKER_START_ESTIMATE_S = 1.0
 # The CPU-bound control's task: long enough to dwarf scheduling overhead, short enough for
 # 50 of them to run in a quarter of a second.
 CPU_TASK_MS = 5
+# The db scenario's models (issue 18): the seed's, plus the other families users pick; the
+# bounded asyncio and trio forms add nothing a driver comparison needs.
+DB_STRATEGIES = (
+    "sequential",
+    "threads",
+    "threadpool",
+    "gevent-joinall",
+    "gevent-pool",
+    "asyncio-gather",
+    "asyncio-uvloop",
+    "trio-nursery",
+    "processpool",
+    "asyncio-to-thread",
+)
 
 
 @dataclass(frozen=True)
@@ -33,11 +48,17 @@ class Shape:
     rounds: int | None = None  # None: --bench-rounds
     # Every client that can serve a strategy (the clients scenario), not only the chosen ones.
     every_client: bool = False
+    # What the requests go to (bench/targets/): the delay server, or PostgreSQL's pg_sleep.
+    target: str = DELAY
+    # The strategies this workload is for (None: all of --bench-strategies).
+    strategies: tuple[str, ...] | None = None
 
     @property
     def group(self) -> str:
         if self.kind == "cpu":
             return f"{self.scenario}: {self.requests} CPU tasks of ~{CPU_TASK_MS} ms, C={self.concurrency}"
+        if self.target == POSTGRES:
+            return f"{self.scenario}: {self.requests} x pg_sleep of {self.delay_ms} ms, C={self.concurrency}"
         return f"{self.scenario}: {self.requests} x {self.delay_ms} ms, C={self.concurrency}"
 
     @property
@@ -48,6 +69,8 @@ class Shape:
         """The rows of this workload: (strategy, client), in registry order; no client for the CPU task."""
         rows = []
         for name in options.strategies:
+            if self.strategies is not None and name not in self.strategies:
+                continue
             strategy = STRATEGIES[name]
             if self.kind == "cpu":
                 rows.append((strategy, None))
@@ -55,7 +78,7 @@ class Shape:
             names = options.clients
             if self.every_client:
                 names = names if names is not None else tuple(CLIENTS)
-            rows += [(strategy, client) for client in clients_for(strategy, names)]
+            rows += [(strategy, client) for client in clients_for(strategy, names, self.target)]
         return rows
 
     def skip_reason(self, strategy: Strategy, client: Client | None, options) -> str | None:
@@ -118,9 +141,40 @@ SCENARIOS: dict[str, Scenario] = {
             lambda o: [Shape("clients", 2000, 1000, 500, rounds=min(o.rounds, 3), every_client=True)],
         ),
         Scenario(
+            "db",
+            "PostgreSQL (its own throwaway cluster, or --bench-db-dsn): 100 queries of SELECT pg_sleep(0.1), "
+            "pools of 20, every driver under every model it can run with, the trap rows included",
+            lambda o: [
+                Shape(
+                    "db",
+                    100,
+                    100,
+                    20,
+                    rounds=min(o.rounds, 3),
+                    every_client=True,
+                    target=POSTGRES,
+                    strategies=DB_STRATEGIES,
+                )
+            ],
+        ),
+        Scenario(
             "cpu",
             f"the control: 50 pure-Python CPU tasks of ~{CPU_TASK_MS} ms instead of requests, pools of C",
             lambda o: [Shape("cpu", 50, 0, o.concurrency, kind="cpu")],
         ),
     )
 }
+
+
+def database_in_flight(options) -> int:
+    """The most queries any row of the chosen scenarios keeps in flight: the cluster's connections."""
+    return max(
+        (
+            strategy.fanout.max_in_flight(shape.requests, shape.concurrency)
+            for scenario in options.scenarios
+            for shape in SCENARIOS[scenario].shapes(options)
+            if shape.target == POSTGRES
+            for strategy, _ in shape.pairs(options)
+        ),
+        default=0,
+    )

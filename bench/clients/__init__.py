@@ -93,7 +93,11 @@ CLIENTS: dict[str, Client] = {
         ),
         Client("psycopg2", "bench.clients.psycopg2_client", (BLOCKING,), target=POSTGRES),
         Client(
-            "psycopg2-psycogreen", "bench.clients.psycogreen_client", (BLOCKING,), gevent_only=True, target=POSTGRES
+            "psycopg2-psycogreen",
+            "bench.clients.psycogreen_client",
+            (BLOCKING,),
+            gevent_only=True,
+            target=POSTGRES,
         ),
         Client("asyncpg", "bench.clients.asyncpg_client", (ASYNCIO,), target=POSTGRES),
         Client("pg8000", "bench.clients.pg8000_client", (BLOCKING,), target=POSTGRES),
@@ -115,4 +119,6 @@ def clients_for(strategy, names: tuple[str, ...] | None = None, target: str = DE
     """The clients of a target a strategy runs with: those of ``names`` that can serve it, or its default."""
     if names is None:
         return [CLIENTS[DEFAULT_CLIENT[strategy.api] if target == DELAY else DEFAULT_DB_CLIENT]]
-    return [CLIENTS[name] for name in names if CLIENTS[name].target == target and CLIENTS[name].serves(strategy)]
+    return [
+        CLIENTS[name] for name in names if CLIENTS[name].target == target and CLIENTS[name].serves(strategy)
+    ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from bench.clients import sql
 from bench.clients.outcome import blocking_fetch_from
-from bench.clients.sql import CONNECT_TIMEOUT_S, Connections, completed, dsn, sleep_seconds, statement_timeout_ms
 
 QUERY = "SELECT pg_sleep(:seconds)"
 
@@ -13,7 +13,7 @@ QUERY = "SELECT pg_sleep(:seconds)"
 def blocking_fetch(workload, pool_size: int):
     import pg8000.native
 
-    parts = urlsplit(dsn(workload))
+    parts = urlsplit(sql.dsn(workload))
 
     def connect():
         return pg8000.native.Connection(
@@ -22,14 +22,14 @@ def blocking_fetch(workload, pool_size: int):
             port=parts.port,
             database=parts.path.lstrip("/"),
             password=parts.password,
-            timeout=CONNECT_TIMEOUT_S + workload.timeout_s,
-            startup_params={"statement_timeout": str(statement_timeout_ms(workload))},
+            timeout=sql.CONNECT_TIMEOUT_S + workload.timeout_s,
+            startup_params={"statement_timeout": str(sql.statement_timeout_ms(workload))},
         )
 
-    connections = Connections(connect() for _ in range(pool_size))
+    connections = sql.Connections(connect() for _ in range(pool_size))
 
     def query(url: str) -> None:
         with connections.borrowed() as connection:
-            connection.run(QUERY, seconds=sleep_seconds(url))
+            connection.run(QUERY, seconds=sql.sleep_seconds(url))
 
-    return blocking_fetch_from(query, error_of=completed)
+    return blocking_fetch_from(query, error_of=sql.completed)

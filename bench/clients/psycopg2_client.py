@@ -7,8 +7,8 @@ them, a trap row (``gevent-joinall[psycopg2]``). ``psycopg2-psycogreen`` is the 
 
 from __future__ import annotations
 
+from bench.clients import sql
 from bench.clients.outcome import blocking_fetch_from
-from bench.clients.sql import CONNECT_TIMEOUT_S, Connections, completed, dsn, sleep_seconds, statement_timeout_ms
 
 QUERY = "SELECT pg_sleep(%s)"
 
@@ -18,17 +18,17 @@ def blocking_fetch(workload, pool_size: int):
 
     def connect():
         connection = psycopg2.connect(
-            dsn(workload),
-            connect_timeout=CONNECT_TIMEOUT_S,
-            options=f"-c statement_timeout={statement_timeout_ms(workload)}",
+            sql.dsn(workload),
+            connect_timeout=sql.CONNECT_TIMEOUT_S,
+            options=f"-c statement_timeout={sql.statement_timeout_ms(workload)}",
         )
         connection.autocommit = True
         return connection
 
-    connections = Connections(connect() for _ in range(pool_size))
+    connections = sql.Connections(connect() for _ in range(pool_size))
 
     def query(url: str) -> None:
         with connections.borrowed() as connection, connection.cursor() as cursor:
-            cursor.execute(QUERY, (sleep_seconds(url),))
+            cursor.execute(QUERY, (sql.sleep_seconds(url),))
 
-    return blocking_fetch_from(query, error_of=completed)
+    return blocking_fetch_from(query, error_of=sql.completed)

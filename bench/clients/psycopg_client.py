@@ -8,8 +8,8 @@ Under gevent it cooperates only if ``monkey.patch_all()`` ran before ``import ps
 
 from __future__ import annotations
 
+from bench.clients import sql
 from bench.clients.outcome import asyncio_fetch_from, blocking_fetch_from
-from bench.clients.sql import CONNECT_TIMEOUT_S, Connections, completed, dsn, sleep_seconds, statement_timeout_ms
 
 QUERY = "SELECT pg_sleep(%s)"
 
@@ -17,21 +17,23 @@ QUERY = "SELECT pg_sleep(%s)"
 def _settings(workload) -> dict:
     return {
         "autocommit": True,
-        "connect_timeout": CONNECT_TIMEOUT_S,
-        "options": f"-c statement_timeout={statement_timeout_ms(workload)}",
+        "connect_timeout": sql.CONNECT_TIMEOUT_S,
+        "options": f"-c statement_timeout={sql.statement_timeout_ms(workload)}",
     }
 
 
 def blocking_fetch(workload, pool_size: int):
     import psycopg
 
-    connections = Connections(psycopg.connect(dsn(workload), **_settings(workload)) for _ in range(pool_size))
+    connections = sql.Connections(
+        psycopg.connect(sql.dsn(workload), **_settings(workload)) for _ in range(pool_size)
+    )
 
     def query(url: str) -> None:
         with connections.borrowed() as connection:
-            connection.execute(QUERY, (sleep_seconds(url),))
+            connection.execute(QUERY, (sql.sleep_seconds(url),))
 
-    return blocking_fetch_from(query, error_of=completed)
+    return blocking_fetch_from(query, error_of=sql.completed)
 
 
 async def asyncio_fetch(workload, pool_size: int):
@@ -40,19 +42,19 @@ async def asyncio_fetch(workload, pool_size: int):
     import psycopg
 
     opened = await asyncio.gather(
-        *(psycopg.AsyncConnection.connect(dsn(workload), **_settings(workload)) for _ in range(pool_size))
+        *(psycopg.AsyncConnection.connect(sql.dsn(workload), **_settings(workload)) for _ in range(pool_size))
     )
-    connections = Connections(opened)
+    connections = sql.Connections(opened)
 
     async def query(url: str) -> None:
         with connections.borrowed() as connection:
-            await connection.execute(QUERY, (sleep_seconds(url),))
+            await connection.execute(QUERY, (sql.sleep_seconds(url),))
 
     async def aclose() -> None:
         for connection in connections:
             await connection.close()
 
-    return asyncio_fetch_from(query, aclose=aclose, error_of=completed)
+    return asyncio_fetch_from(query, aclose=aclose, error_of=sql.completed)
 
 
 async def trio_fetch(workload, pool_size: int):

@@ -13,7 +13,7 @@ import os
 if early := os.environ.get("COROUTINE_BENCH_IMPORT_BEFORE_PATCH"):
     __import__(early)
 
-from gevent import monkey  # noqa: E402
+from gevent import monkey
 
 monkey.patch_all()
 

@@ -93,7 +93,11 @@ class WorkerProcess:
             ],
             cwd=PROJECT_ROOT,
             env=worker_environment()
-            | ({IMPORT_BEFORE_PATCH: self.client.imports_before_patch} if self.client and self.client.imports_before_patch else {}),
+            | (
+                {IMPORT_BEFORE_PATCH: self.client.imports_before_patch}
+                if self.client and self.client.imports_before_patch
+                else {}
+            ),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

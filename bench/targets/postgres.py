@@ -39,6 +39,8 @@ SAMPLE_INTERVAL_S = 0.005
 # Connections the suite keeps beside the clients': the referee's two, a pool's spare (the
 # process pool's worker makes one before it forks), and the superuser's reserve of 3.
 SPARE_CONNECTIONS = 10
+# Enough for the tests' workloads when no scenario asks for more.
+DEFAULT_CONNECTIONS = 100
 # A healthy server answers the referee in milliseconds; a broken one must not hang the run.
 CONNECT_TIMEOUT_S = 5
 SLEEP_STATEMENT = "SELECT pg_sleep("
@@ -171,7 +173,13 @@ def running_postgres(max_connections: int) -> Iterator[PostgresServer]:
     """
     with tempfile.TemporaryFile(mode="w+") as stderr:
         keeper = subprocess.Popen(
-            [sys.executable, "-m", "bench.targets.postgres_cluster", "--max-connections", str(max_connections)],
+            [
+                sys.executable,
+                "-m",
+                "bench.targets.postgres_cluster",
+                "--max-connections",
+                str(max_connections),
+            ],
             cwd=PROJECT_ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -60,7 +60,11 @@ INSTALL_HINT = (
 def find_bindir() -> Path | None:
     """Where initdb and postgres live: ``pg_config --bindir``, else Debian's versioned folders."""
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        bindir = Path(subprocess.run(["pg_config", "--bindir"], capture_output=True, check=True, text=True).stdout.strip())
+        bindir = Path(
+            subprocess.run(
+                ["pg_config", "--bindir"], capture_output=True, check=True, text=True
+            ).stdout.strip()
+        )
         if (bindir / "initdb").exists():
             return bindir
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4]))
@@ -88,7 +92,9 @@ def wait_until_ready(postgres: subprocess.Popen, data: Path, log: Path, deadline
     pid_file = data / "postmaster.pid"
     while time.monotonic() < deadline:
         if postgres.poll() is not None:
-            raise RuntimeError(f"postgres exited with status {postgres.returncode}: {log.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"postgres exited with status {postgres.returncode}: {log.read_text()[-2000:]}"
+            )
         with contextlib.suppress(OSError):
             if [line.strip() for line in pid_file.read_text().splitlines()[7:8]] == ["ready"]:
                 return
@@ -116,19 +122,43 @@ def serve(max_connections: int) -> None:
         data, log = folder / "data", folder / "postgres.log"
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         subprocess.run(
-            [*as_server_user(folder, die_with_me=True), bindir / "initdb", "-D", data, "-U", SUPERUSER,
-             "--auth=trust", "--encoding=UTF8", "--no-sync", "--no-instructions"],
-            check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                *as_server_user(folder, die_with_me=True),
+                bindir / "initdb",
+                "-D",
+                data,
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             timeout=STARTUP_TIMEOUT_S,
         )
         port = free_port()
-        settings = SETTINGS | {"port": port, "max_connections": max_connections, "unix_socket_directories": folder}
+        settings = SETTINGS | {
+            "port": port,
+            "max_connections": max_connections,
+            "unix_socket_directories": folder,
+        }
         with open(log, "w") as log_file:
             os.chown(log, *os.stat(folder)[4:6])
             postgres = subprocess.Popen(
-                [*as_server_user(folder, die_with_me=True), bindir / "postgres", "-D", data,
-                 *(f"-c{name}={value}" for name, value in settings.items())],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                [
+                    *as_server_user(folder, die_with_me=True),
+                    bindir / "postgres",
+                    "-D",
+                    data,
+                    *(f"-c{name}={value}" for name, value in settings.items()),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
             )
         wait_until_ready(postgres, data, log, deadline)
         print(f"ready postgresql://{SUPERUSER}@127.0.0.1:{port}/{DATABASE}", flush=True)
