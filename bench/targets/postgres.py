@@ -13,8 +13,10 @@ be in flight. The referee reads the database's statistics, never the client's:
   ``--bench-db-dsn`` must have ``shared_preload_libraries = 'pg_stat_statements'``.
 - **the most sleeping at once**: backends whose ``pg_stat_activity.wait_event`` is ``PgSleep``,
   sampled every few milliseconds during the round on the referee's own connection.
-- **lateness**: the statement's ``max_exec_time`` above D: its worst, where the delay server
-  reports a p99 (stricter, never looser).
+- **lateness**: how long past D the statements ran, at the 99th percentile as the delay
+  server reports it. pg_stat_statements keeps no percentiles, only each statement's mean,
+  standard deviation and extremes, so the p99 is estimated as mean + 2.33 standard deviations
+  (a normal tail); its max, one scheduling hiccup on a shared machine, would judge a whole row.
 """
 
 from __future__ import annotations
@@ -44,9 +46,13 @@ DEFAULT_CONNECTIONS = 100
 # A healthy server answers the referee in milliseconds; a broken one must not hang the run.
 CONNECT_TIMEOUT_S = 5
 SLEEP_STATEMENT = "SELECT pg_sleep("
+# The 99th percentile of a normal distribution, in standard deviations above the mean.
+P99_Z = 2.33
+# Every driver's form of the statement (literal or $1) is one pg_stat_statements row or more.
 COUNT_QUERIES = (
-    "SELECT coalesce(sum(calls), 0)::int, coalesce(max(max_exec_time), 0) FROM pg_stat_statements "
-    f"WHERE query LIKE '{SLEEP_STATEMENT}%'"
+    "SELECT coalesce(sum(calls), 0)::int, "
+    "coalesce(sum(mean_exec_time * calls) / nullif(sum(calls), 0), 0), coalesce(max(stddev_exec_time), 0) "
+    f"FROM pg_stat_statements WHERE query LIKE '{SLEEP_STATEMENT}%'"
 )
 COUNT_SLEEPING = "SELECT count(*)::int FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
 
@@ -137,11 +143,12 @@ class Referee:
 
     def stats(self) -> dict:
         self._finish_sampling()
-        queries, max_exec_ms = self._counter.execute(COUNT_QUERIES).fetchone()
+        queries, mean_ms, stddev_ms = self._counter.execute(COUNT_QUERIES).fetchone()
+        p99_ms = mean_ms + P99_Z * stddev_ms
         return {
             "served": queries,
             "max_in_flight": self._peak_sleeping,
-            "lateness_ms": {"p99": max(0.0, max_exec_ms - self.delay_ms) if queries else 0.0},
+            "lateness_ms": {"p99": max(0.0, p99_ms - self.delay_ms) if queries else 0.0},
             "failed_on_purpose": 0,
             "dropped_on_purpose": 0,
             "stalled": 0,
@@ -192,10 +199,9 @@ def running_postgres(max_connections: int) -> Iterator[PostgresServer]:
         finally:
             with contextlib.suppress(BrokenPipeError):
                 keeper.stdin.close()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 keeper.wait(timeout=STOP_TIMEOUT_S + 5)
-            except subprocess.TimeoutExpired:
-                stop_process(keeper)
+            stop_process(keeper, STOP_TIMEOUT_S + 5)  # closes its pipes; signals it only if still running
 
 
 def _wait_for_ready(keeper: subprocess.Popen, stderr) -> str:
