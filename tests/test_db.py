@@ -11,7 +11,7 @@ from bench.harness.rounds import RoundRecorder
 from bench.harness.worker_process import WorkerError, WorkerProcess
 from bench.strategies import STRATEGIES
 from bench.targets import POSTGRES, postgres
-from bench.targets.postgres_cluster import INSTALL_HINT
+from bench.targets.postgres_cluster import INSTALL_HINT, free_port
 from bench.workload import Workload
 
 pytestmark = pytest.mark.skipif(not postgres.available(), reason=INSTALL_HINT)
@@ -81,7 +81,7 @@ def test_serialized_note_names_what_the_target_saw():
 
 
 def test_an_unreachable_database_is_a_clear_error_not_a_hang():
-    nobody_listens = f"postgresql://bench@127.0.0.1:{postgres.free_port()}/postgres"
+    nobody_listens = f"postgresql://bench@127.0.0.1:{free_port()}/postgres"
     with pytest.raises(postgres.PostgresError, match=f"no PostgreSQL answers at {nobody_listens}"):
         postgres.PostgresServer(nobody_listens).referee(100)
     workload = Workload(nobody_listens, 2, 0, 2, timeout_s=5)
