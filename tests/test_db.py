@@ -64,7 +64,9 @@ def test_every_pair_sends_exactly_n_queries_and_cooperates_unless_a_trap(postgre
     strategy, client = pair
     workload = Workload(postgres_server.base_url, N, DELAY_MS, C, timeout_s=10)
     result = one_round(postgres_server, strategy, client, workload)
-    assert (result["ok"], result["errors"], result.get("round_failed")) == (N, 0, None), result["error_samples"]
+    assert (result["ok"], result["errors"], result.get("round_failed")) == (N, 0, None), result[
+        "error_samples"
+    ]
     assert result["warmups"][0]["ok"] == result["warmups"][0]["requests"]
     assert result["server_requests"] == N, "the database saw another count than the client sent"
     allowed = strategy.fanout.max_in_flight(N, C)

@@ -57,8 +57,11 @@ COUNT_QUERIES = (
 COUNT_SLEEPING = "SELECT count(*)::int FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
 
 
-class PostgresError(RuntimeError):
-    """No cluster could be started, or the server cannot referee (not reachable, no pg_stat_statements)."""
+class PostgresError(OSError):
+    """No cluster could be started, or the server cannot referee (not reachable, gone, no pg_stat_statements).
+
+    An OSError, as the delay server's failures are: the round recorder fails the round with it.
+    """
 
 
 def available() -> bool:
@@ -135,7 +138,7 @@ class Referee:
 
     def reset_stats(self) -> None:
         self._finish_sampling()
-        self._counter.execute("SELECT pg_stat_statements_reset()")
+        self._query("SELECT pg_stat_statements_reset()")
         self._peak_sleeping = 0
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, name="postgres-referee", daemon=True)
@@ -143,7 +146,7 @@ class Referee:
 
     def stats(self) -> dict:
         self._finish_sampling()
-        queries, mean_ms, stddev_ms = self._counter.execute(COUNT_QUERIES).fetchone()
+        queries, mean_ms, stddev_ms = self._query(COUNT_QUERIES)
         p99_ms = mean_ms + P99_Z * stddev_ms
         return {
             "served": queries,
@@ -154,9 +157,24 @@ class Referee:
             "stalled": 0,
         }
 
+    def _query(self, sql: str) -> tuple:
+        import psycopg
+
+        try:
+            return self._counter.execute(sql).fetchone()
+        except psycopg.Error as exc:
+            raise PostgresError(
+                f"PostgreSQL at {self.server.dsn} stopped answering: {str(exc).strip()}"
+            ) from None
+
     def _sample(self) -> None:
+        import psycopg
+
         while not self._stop.wait(SAMPLE_INTERVAL_S):
-            (sleeping,) = self._sampler.execute(COUNT_SLEEPING).fetchone()
+            try:
+                (sleeping,) = self._sampler.execute(COUNT_SLEEPING).fetchone()
+            except psycopg.Error:
+                return  # the server is gone: stats() says so
             self._peak_sleeping = max(self._peak_sleeping, sleeping)
 
     def _finish_sampling(self) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import glob
 import os
 import pwd
+import selectors
 import shutil
 import signal
 import socket
@@ -102,6 +103,17 @@ def wait_until_ready(postgres: subprocess.Popen, data: Path, log: Path, deadline
     raise RuntimeError(f"postgres was not ready within {STARTUP_TIMEOUT_S:.0f} s: {log.read_text()[-2000:]}")
 
 
+def wait_for_parent(postgres: subprocess.Popen) -> None:
+    """Until the parent closes the pipe (or dies); if postgres dies first, exit with its status,
+    so the parent's ``exit_status()`` tells the rounds that their target is gone."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(sys.stdin, selectors.EVENT_READ)
+        while postgres.poll() is None:
+            if selector.select(timeout=0.2) and not sys.stdin.buffer.read1(4096):
+                return
+    raise RuntimeError(f"postgres exited with status {postgres.returncode} while serving")
+
+
 def stop(postgres: subprocess.Popen) -> None:
     if postgres.poll() is None:
         postgres.send_signal(signal.SIGINT)  # fast shutdown
@@ -162,7 +174,7 @@ def serve(max_connections: int) -> None:
             )
         wait_until_ready(postgres, data, log, deadline)
         print(f"ready postgresql://{SUPERUSER}@127.0.0.1:{port}/{DATABASE}", flush=True)
-        sys.stdin.read()  # until the parent closes the pipe, or dies
+        wait_for_parent(postgres)
     finally:
         if postgres is not None:
             stop(postgres)
