@@ -92,3 +92,15 @@ def test_an_unreachable_database_is_a_clear_error_not_a_hang():
         WorkerProcess(STRATEGIES["threads"], CLIENTS["psycopg"], workload),
     ):
         pass
+
+
+def test_the_referee_reads_the_execute_steps_duration_from_the_log_not_parse_or_bind():
+    log = (
+        "LOG:  duration: 0.051 ms  parse <unnamed>: SELECT pg_sleep($1)\n"
+        "LOG:  duration: 0.020 ms  bind <unnamed>: SELECT pg_sleep($1)\n"
+        "LOG:  duration: 101.250 ms  execute <unnamed>: SELECT pg_sleep($1)\n"
+        "LOG:  duration: 100.500 ms  statement: SELECT pg_sleep(0.1)\n"
+        "LOG:  duration: 102.000 ms  execute __asyncpg_stmt_1__: SELECT pg_sleep($1)\n"
+        "LOG:  duration: 0.300 ms  statement: SELECT pg_stat_statements_reset()\n"
+    )
+    assert [float(m.group(1)) for m in postgres.LOGGED_SLEEP.finditer(log)] == [101.25, 100.5, 102.0]

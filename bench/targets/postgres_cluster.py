@@ -2,7 +2,7 @@
 
 ``python -m bench.targets.postgres_cluster --max-connections M`` makes a temporary folder,
 runs ``initdb`` into it and starts ``postgres`` on 127.0.0.1 at a free port, with its unix
-socket in that folder, then prints ``ready DSN``. When its stdin closes (its parent is done,
+socket in that folder, then prints ``ready DSN LOGFILE``. When its stdin closes (its parent is done,
 or died however it died: the pipe closes with the process) or on SIGTERM/SIGINT, it stops
 postgres and removes the folder. Its parent starts it in a session of its own, so a Ctrl-C
 meant for the benchmark reaches the parent, which then closes the pipe.
@@ -51,6 +51,8 @@ SETTINGS = {
     "shared_buffers": "32MB",
     "shared_preload_libraries": "pg_stat_statements",
     "pg_stat_statements.track": "top",
+    # Every statement's duration in the log: the referee's lateness percentile (postgres.py).
+    "log_min_duration_statement": "0",
 }
 INSTALL_HINT = (
     "PostgreSQL is not installed: `apt-get install postgresql` (Debian/Ubuntu; the suite needs its "
@@ -173,7 +175,7 @@ def serve(max_connections: int) -> None:
                 stderr=log_file,
             )
         wait_until_ready(postgres, data, log, deadline)
-        print(f"ready postgresql://{SUPERUSER}@127.0.0.1:{port}/{DATABASE}", flush=True)
+        print(f"ready postgresql://{SUPERUSER}@127.0.0.1:{port}/{DATABASE} {log}", flush=True)
         wait_for_parent(postgres)
     finally:
         if postgres is not None:
