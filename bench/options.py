@@ -77,8 +77,13 @@ class BenchOptions:
             if not any(CLIENTS[c].serves(STRATEGIES[name]) for c in self.clients)
         ]
         if stranded:
+            # Offered: the clients of the chosen ones' targets (HTTP, or PostgreSQL's drivers).
+            targets = {CLIENTS[c].target for c in self.clients}
             needs = "; ".join(
-                f"{name} needs one of {', '.join(c.name for c in CLIENTS.values() if c.serves(STRATEGIES[name]))}"
+                f"{name} needs one of "
+                + ", ".join(
+                    c.name for c in CLIENTS.values() if c.target in targets and c.serves(STRATEGIES[name])
+                )
                 for name in stranded
             )
             raise ValueError(
