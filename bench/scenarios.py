@@ -34,6 +34,7 @@ DB_STRATEGIES = (
     "processpool",
     "asyncio-to-thread",
 )
+DB_THOUSAND_STRATEGIES = ("threads", "asyncio-gather", "asyncio-uvloop")
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Shape:
 
     @property
     def test_id(self) -> str:
-        return self.scenario if self.scenario != "sweep" else f"sweep-N{self.requests}"
+        return self.scenario if self.scenario not in ("sweep", "db") else f"{self.scenario}-N{self.requests}"
 
     def pairs(self, options) -> list[tuple[Strategy, Client | None]]:
         """The rows of this workload: (strategy, client), in registry order; no client for the CPU task."""
@@ -143,7 +144,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "db",
             "PostgreSQL (its own throwaway cluster, or --bench-db-dsn): 100 queries of SELECT pg_sleep(0.1), "
-            "pools of 20, every driver under every model it can run with, the trap rows included",
+            "pools of 20, every driver under every model it can run with, the trap rows included; then "
+            "1,000 queries of 1 s, all in flight, on 1,000 connections (each a server process), psycopg",
             lambda o: [
                 Shape(
                     "db",
@@ -154,7 +156,18 @@ SCENARIOS: dict[str, Scenario] = {
                     every_client=True,
                     target=POSTGRES,
                     strategies=DB_STRATEGIES,
-                )
+                ),
+                # What the machine holds: opening 1,000 connections takes a worker 5-20 s here,
+                # so one process per row, and the unbounded models that open them fastest.
+                Shape(
+                    "db",
+                    1000,
+                    1000,
+                    1000,
+                    rounds=min(o.rounds, 2),
+                    target=POSTGRES,
+                    strategies=DB_THOUSAND_STRATEGIES,
+                ),
             ],
         ),
         Scenario(
