@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bench.analysis.row_info import serialized_note
@@ -9,6 +11,8 @@ from bench.analysis.summary import row_label
 from bench.clients import CLIENTS, clients_for
 from bench.harness.rounds import RoundRecorder
 from bench.harness.worker_process import WorkerError, WorkerProcess
+from bench.options import BenchOptions
+from bench.scenarios import SCENARIOS, database_in_flight
 from bench.strategies import STRATEGIES
 from bench.targets import POSTGRES, postgres
 from bench.targets.postgres_cluster import INSTALL_HINT, free_port
@@ -104,3 +108,19 @@ def test_the_referee_reads_the_execute_steps_duration_from_the_log_not_parse_or_
         "LOG:  duration: 0.300 ms  statement: SELECT pg_stat_statements_reset()\n"
     )
     assert [float(m.group(1)) for m in postgres.LOGGED_SLEEP.finditer(log)] == [101.25, 100.5, 102.0]
+
+
+def test_the_db_scenario_sizes_the_cluster_and_keeps_the_trap_rows():
+    options = BenchOptions(requests=40, delay_ms=250, concurrency=10, strategies=tuple(STRATEGIES), rounds=5)
+    assert database_in_flight(options) == 0  # quick alone starts no cluster's worth of connections
+    db = replace(options, scenarios=("db",))
+    assert database_in_flight(db) == 1000
+    [drivers, thousand] = SCENARIOS["db"].shapes(db)
+    labels = {label(pair) for pair in drivers.pairs(db)}
+    assert labels >= TRAPS and "trio-nursery[psycopg]" in labels
+    assert not any(s.startswith(("asyncio-bounded", "trio-bounded")) for s in labels)
+    assert {label(pair) for pair in thousand.pairs(db)} == {
+        "threads[psycopg]",
+        "asyncio-gather[psycopg]",
+        "asyncio-uvloop[psycopg]",
+    }
