@@ -6,22 +6,23 @@ import pytest
 from pytest_benchmark.utils import get_tag
 
 from bench import report
-from bench.analysis import summary
-from bench.analysis.results import ResultsError, parse_run
+from bench.analysis import story, summary
+from bench.analysis.results import UNMEASURED_KEY, ResultsError, parse_run, unmeasured_rows
 from bench.analysis.summary import row_label
-from bench.harness import atomic_results
+from bench.harness import atomic_results, process_tree
 from bench.harness.cpu_task import calibrate_spin
 from bench.harness.interleave import RowRecord, run_interleaved
-from bench.harness.preflight import Capacity, measure_capacity
+from bench.harness.preflight import ATTEMPTS, Capacity, measure_capacity
 from bench.options import BenchOptions
 from bench.reporting.context import run_context
-from bench.scenarios import CPU_TASK_MS, SCENARIOS, Shape
+from bench.scenarios import CPU_TASK_MS, SCENARIOS, Ladder, Shape
 from bench.targets import POSTGRES
 from bench.workload import Workload, fault_query
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 PYTEST_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
 SAVED_RUN = pytest.StashKey[dict]()
+LADDER = pytest.StashKey[Ladder]()
 
 
 def pytest_configure(config):
@@ -34,6 +35,11 @@ def pytest_configure(config):
     # Keep every round's time, not only the summary: the verdicts and the gate need them.
     config.option.benchmark_save_data = True
     atomic_results.install()
+
+
+def pytest_report_header(config):
+    """Said once, at start: what this machine lacks to measure a pool of processes (issue 19, item 5)."""
+    return [f"coroutine-bench: {missing}" for missing in process_tree.missing_facilities()]
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-benchmark's, which saves
@@ -49,10 +55,13 @@ def pytest_generate_tests(metafunc):
     """One test per (workload shape, strategy, client), in scenario order, then registry order."""
     if "shape" in metafunc.fixturenames:
         options = BenchOptions.from_config(metafunc.config)
+        # everything and quick are one workload: asked for both, it runs once.
+        shapes = dict.fromkeys(
+            shape for name in options.scenarios for shape in SCENARIOS[name].shapes(options)
+        )
         cases = [
             pytest.param(shape, strategy, client, id=f"{shape.test_id}-{row_label(strategy.name, client)}")
-            for scenario in options.scenarios
-            for shape in SCENARIOS[scenario].shapes(options)
+            for shape in shapes
             for strategy, client in shape.pairs(options)
         ]
         metafunc.parametrize(("shape", "strategy", "client"), cases)
@@ -74,6 +83,7 @@ class Workloads:
         self._records: dict[Shape, dict] = {}
         self.capacities: dict[Shape, Capacity] = {}
         self._round_trip_ms = {}
+        self.ladder = request.config.stash[LADDER] = Ladder(self._certify)
 
     def target(self, shape: Shape):
         """The delay server, or PostgreSQL (started the first time a workload asks for it)."""
@@ -122,9 +132,16 @@ class Workloads:
                     referee.close()
         return self._records[shape][row_label(strategy.name, client)]
 
-    def _preflight(self, shape: Shape, rows) -> None:
+    def _certify(self, shape: Shape) -> Capacity | None:
+        """A ladder's rung is held or not: its preflight is one burst, not halved."""
+        rows = shape.pairs(self.options)
+        return self._preflight(shape, rows, attempts=1) if rows else None
+
+    def _preflight(self, shape: Shape, rows, attempts: int = ATTEMPTS) -> Capacity:
+        if shape in self.capacities:
+            return self.capacities[shape]
         in_flight = max(s.fanout.max_in_flight(shape.requests, shape.concurrency) for s, _ in rows)
-        capacity = measure_capacity(self.server, self.workload(shape), in_flight)
+        capacity = measure_capacity(self.server, self.workload(shape), in_flight, attempts)
         self.capacities[shape] = capacity
         plugins = self.request.config.pluginmanager
         reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
@@ -132,6 +149,7 @@ class Workloads:
             with capture.global_and_fixture_disabled():
                 reporter.ensure_newline()
                 reporter.write_line(f"instrument, {shape.group}: {capacity.describe()}")
+        return capacity
 
 
 @pytest.fixture(scope="session")
@@ -142,6 +160,7 @@ def workloads(bench_options, delay_server, request) -> Workloads:
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     """Record what a reader of the saved run needs to trust and reproduce it."""
     output_json["coroutine_bench"] = run_context(config)
+    output_json[UNMEASURED_KEY] = unmeasured_rows(benchmarks)
     config.stash[SAVED_RUN] = output_json
 
 
@@ -151,6 +170,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     rows = summary.rows_from_session(session.benchmarks if session else [])
     for line in summary.render(rows):
         terminalreporter.write_line(line)
+    ladder = config.stash.get(LADDER, None)
+    if closing := story.story_lines(rows, [shape.requests for shape in ladder.stops] if ladder else []):
+        terminalreporter.write_line("")
+        for line in closing:
+            terminalreporter.write_line(line)
     if config.getoption("bench_report") and exitstatus == pytest.ExitCode.INTERRUPTED:
         terminalreporter.write_line("no report written: the run was interrupted")
     elif config.getoption("bench_report"):

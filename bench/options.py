@@ -11,24 +11,26 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from bench.clients import CLIENTS, DEFAULT_CLIENT
-from bench.scenarios import SCENARIOS
-from bench.strategies import STRATEGIES
+from bench.scenarios import DEFAULT_SCENARIO, SCENARIOS
+from bench.strategies import STRATEGIES, Fanout
 from bench.workload import REQUEST_TIMEOUT_S
 
-# The defaults tell the story in under two minutes here: sequential needs N x D = 10 s a
-# round, and D is over four times N x the client's CPU cost per request (40 x ~1.5 ms), so
-# the unbounded strategies really have all N requests in flight before the first answer.
+# The quick workload (and everything): sequential needs N x D = 10 s a round, and D is over
+# four times N x the client's CPU cost per request (40 x ~1.5 ms), so the unbounded
+# strategies really have all N requests in flight before the first answer.
 DEFAULT_REQUESTS = 40
 DEFAULT_DELAY_MS = 250
 DEFAULT_CONCURRENCY = 10
 DEFAULT_ROUNDS = 5
 # Each row's rounds are spread over this many fresh worker processes (one round each with the
-# defaults), so the verdicts' intervals see the noise between processes (README, "Verdicts").
+# defaults), so the verdicts' intervals see the noise between processes (docs/reference/statistics.md, "Verdicts").
 DEFAULT_PROCESSES = 5
 # Per strategy and workload, estimated before it starts: sequential at high concurrency
 # would take hours and is skipped with the reason printed.
 DEFAULT_MAX_SECONDS = 120.0
 MAX_DELAY_MS = 60_000  # the delay server's own limit
+# The strategies --bench-concurrency sizes: those that keep a pool of C in flight.
+BOUNDED = tuple(name for name, strategy in STRATEGIES.items() if strategy.fanout is Fanout.POOL)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class BenchOptions:
     concurrency: int
     strategies: tuple[str, ...]
     rounds: int
-    scenarios: tuple[str, ...] = ("quick",)
+    scenarios: tuple[str, ...] = (DEFAULT_SCENARIO,)
     processes: int = DEFAULT_PROCESSES
     max_seconds: float = DEFAULT_MAX_SECONDS
     fail_rate: float = 0.0
@@ -175,14 +177,15 @@ def add_options(parser) -> None:
         type=_int_at_least(1),
         default=DEFAULT_REQUESTS,
         metavar="N",
-        help=f"requests per round in the quick scenario, sent by every strategy (default {DEFAULT_REQUESTS})",
+        help="requests per round in the quick and everything scenarios, sent by every strategy "
+        f"(default {DEFAULT_REQUESTS})",
     )
     group.addoption(
         "--bench-delay-ms",
         type=_int_at_least(0, MAX_DELAY_MS),
         default=DEFAULT_DELAY_MS,
         metavar="D",
-        help="how long the server waits before answering each request of the quick scenario, "
+        help="how long the server waits before answering each request of the quick and everything scenarios, "
         f"in ms (default {DEFAULT_DELAY_MS})",
     )
     group.addoption(
@@ -190,8 +193,9 @@ def add_options(parser) -> None:
         type=_int_at_least(1),
         default=DEFAULT_CONCURRENCY,
         metavar="C",
-        help="size of the bounded strategies (threadpool, gevent-pool, asyncio-bounded) in the "
-        f"quick, sweep and cpu scenarios; high-concurrency uses 200 (default {DEFAULT_CONCURRENCY})",
+        help=f"size of the bounded strategies ({', '.join(BOUNDED)}) in the quick, everything, sweep "
+        "and cpu scenarios; high-concurrency uses 200, clients 500, story's seed comparison the seed's 2 "
+        f"(default {DEFAULT_CONCURRENCY})",
     )
     group.addoption(
         "--bench-strategies",
@@ -217,7 +221,7 @@ def add_options(parser) -> None:
         metavar="R",
         help=f"timed rounds per row, over --bench-processes worker processes, each primed by a short "
         f"warm-up (default {DEFAULT_ROUNDS}; "
-        "high-concurrency and sweep run at most 3)",
+        "high-concurrency, sweep and clients run at most 3)",
     )
     group.addoption(
         "--bench-processes",
@@ -231,9 +235,9 @@ def add_options(parser) -> None:
     group.addoption(
         "--bench-scenario",
         type=scenario_names,
-        default=("quick",),
+        default=(DEFAULT_SCENARIO,),
         metavar="NAME[,NAME...]",
-        help="scenarios to run, comma-separated (default quick): "
+        help=f"scenarios to run, comma-separated (default {DEFAULT_SCENARIO}): "
         + "; ".join(f"{s.name}: {s.description}" for s in SCENARIOS.values()),
     )
     group.addoption(

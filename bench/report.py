@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from bench.analysis.results import ResultsError, Run, load_run, newest_saved_run
+from bench.analysis.story import story_lines
 from bench.analysis.summary import (
     DECOMPOSITION_COLUMNS,
     MEMORY_COLUMNS,
@@ -26,9 +27,19 @@ from bench.analysis.summary import (
     verdict_lines,
 )
 from bench.reporting import charts, versions_report
+from bench.reporting.context import portable
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 DEFAULT_OUT = RESULTS_DIR / "report"
+
+QUESTION = (
+    "When a Python program waits on the network, how much do coroutines buy over sequential code "
+    "and threads, in wall time, memory and CPU?"
+)
+# The IO workload whose rounds the timeline shows and the CPU control stands beside: the seed's
+# comparison (story, the default), else quick, else the first.
+FIRST_IO = ("seed", "quick")
+HEADLINE = "headline.png"
 
 # A report is a list of blocks, rendered once as Markdown and once as HTML.
 # ("h1"|"h2"|"h3"|"p", text) · ("table", header, rows) · ("list", items) · ("image", title, filename)
@@ -60,7 +71,16 @@ def _models_with_several_clients(rows: list[Row]) -> bool:
 def draw_charts(groups: dict[str, list[Row]], out: Path) -> list[tuple[str, str]]:
     """Draw every chart the data allows; return (title, filename) pairs."""
     drawn = []
-    main_groups = {g: rows for g, rows in groups.items() if _scenario(rows) != "sweep"} or groups
+    ladder = {rows[0].info["requests"]: rows for rows in groups.values() if _scenario(rows) == "ladder"}
+    if any(row.valid for rows in ladder.values() for row in rows):
+        charts.headline(ladder, out / "headline.png")
+        drawn.append(
+            ("What one waiting request costs each model, against requests in flight", "headline.png")
+        )
+
+    main_groups = {
+        g: rows for g, rows in groups.items() if _scenario(rows) not in ("sweep", "ladder")
+    } or groups
     charts.side_by_side(main_groups, out / "side_by_side.png")
     drawn.append(("Side by side: wall time and peak memory", "side_by_side.png"))
 
@@ -70,7 +90,9 @@ def draw_charts(groups: dict[str, list[Row]], out: Path) -> list[tuple[str, str]
         drawn.append(("Scaling with N (sweep)", "scaling.png"))
 
     io_groups = [(g, rows) for g, rows in main_groups.items() if rows[0].info.get("kind", "io") == "io"]
-    io_groups.sort(key=lambda item: _scenario(item[1]) != "quick")  # quick first, if it ran
+    io_groups.sort(
+        key=lambda item: FIRST_IO.index(s) if (s := _scenario(item[1])) in FIRST_IO else len(FIRST_IO)
+    )
     if io_groups and any(row.info.get("timeline") for row in io_groups[0][1]):
         charts.timeline(io_groups[0][1], io_groups[0][0], out / "timeline.png")
         drawn.append(("Timeline of one round", "timeline.png"))
@@ -88,15 +110,19 @@ def draw_charts(groups: dict[str, list[Row]], out: Path) -> list[tuple[str, str]
     return drawn
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"  # None: a row with no timed round
+
+
 def time_table(rows: list[Row]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     header = ("strategy", "client", "median s", "min s", "max s", "rounds", "ideal s", "efficiency", "valid")
     body = [
         (
             row.strategy,
             row.client or "-",
-            f"{row.median_seconds:.3f}",
-            f"{min(row.round_seconds):.3f}",
-            f"{max(row.round_seconds):.3f}",
+            _seconds(row.median_seconds),
+            _seconds(row.min_seconds),
+            _seconds(row.max_seconds),
             str(len(row.round_seconds)),
             f"{row.info['ideal_seconds']:.3f}",
             "-"
@@ -110,14 +136,26 @@ def time_table(rows: list[Row]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
 
 
 def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[Row]]) -> list[tuple]:
-    blocks: list[tuple] = [("h1", "Concurrency benchmark report")]
+    """The answer first (the closing summary, the headline chart), then the seed's comparison, then the rest."""
+    blocks: list[tuple] = [("h1", "Concurrency benchmark report"), ("p", QUESTION)]
+    images = [("image", title, filename) for title, filename in drawn]
+    # The headline chart, then this run's answer in words, then the seed's comparison and the rest.
+    headline = images[:1] if drawn and drawn[0][1] == HEADLINE else []
+    blocks += headline
+    if closing := story_lines([row for rows in groups.values() for row in rows]):
+        blocks += [("p", closing[0][0].upper() + closing[0][1:]), ("list", closing[1:])]
+    blocks += images[len(headline) :]
+    blocks.append(("h2", "Runs"))
     for run in runs:
         context, machine = run.context, run.machine
         cpu = machine.get("cpu", {}) if isinstance(machine.get("cpu"), dict) else {}
-        blocks.append(("h2", f"Run {run.path.name}"))
+        blocks.append(("h3", f"Run {run.path.name}"))
+        command = context.get("command")
         facts = [
             f"date: {run.datetime or 'unknown'}",
-            f"reproduce with: `{context.get('command', 'unknown (saved without this suite context)')}`",
+            f"reproduce with: `{portable(command)}`"
+            if command
+            else "reproduce with: unknown (saved without this suite context)",
             f"machine: {context.get('cpu_count', cpu.get('count', '?'))} CPUs ({cpu.get('brand_raw', 'unknown CPU')}), "
             f"{context.get('platform', machine.get('system', '?'))}",
             f"Python {context.get('python', machine.get('python_version', '?'))}",
@@ -128,8 +166,6 @@ def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[
             facts.append("packages: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
         blocks.append(("list", facts))
     blocks += versions_report.blocks(runs)
-    blocks.append(("h2", "Pictures"))
-    blocks += [("image", title, filename) for title, filename in drawn]
     blocks.append(("h2", "Workloads"))
     for group, rows in groups.items():
         blocks.append(("h3", group))

@@ -3,6 +3,9 @@
 The rows of a workload run together, interleaved (``bench/harness/interleave.py``), the first time
 one of its tests runs; each test then hands its row's real, timed rounds to pytest-benchmark
 and records the worker's, the server's and the kernel's figures in extra_info.
+
+A row none of whose rounds ran to its end is saved all the same, INVALID with its reason
+and null timings (``bench/analysis/results.py``), never dropped (issue 19, item 1).
 """
 
 import pytest
@@ -13,8 +16,12 @@ from bench.analysis.summary import row_label
 
 def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_options):
     """R timed rounds over K worker processes; memory, CPU, threads, latency and validity."""
+    # The fixture is fed the interleaved run's rounds (hand_over), never runs its own; marked used
+    # from the start, as pedantic() marks it, so a run stopped mid-row (Ctrl-C) does not warn of
+    # an unused fixture (fixture.py, ``_cleanup``).
+    benchmark._mode = "the interleaved rounds (bench/test_side_by_side.py)"
     label = row_label(strategy.name, client)
-    if reason := shape.skip_reason(strategy, client, bench_options):
+    if reason := shape.skip_reason(strategy, client, bench_options) or workloads.ladder.skip_reason(shape):
         pytest.skip(f"{label} on {shape.group}: {reason}")
     benchmark.group = shape.group
     record = workloads.record(shape, strategy, client)
@@ -28,23 +35,29 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads, bench_optio
         scenario=shape.scenario,
     )
     capacity = workloads.capacities.get(shape)
-    if capacity and (reason := capacity.skip_reason(info)):
+    if capacity and (reason := capacity.skip_reason(info) or workloads.ladder.row_skip_reason(shape, info)):
         pytest.skip(f"{label} on {shape.group}: {reason}")  # not handed over: nothing saved
-    hand_over(benchmark, [r["timed_seconds"] for r in record.rounds if r["timed_seconds"] is not None])
+    hand_over(benchmark, record.rounds)
     info["instrument_capacity"] = capacity.describe() if capacity else None
     benchmark.extra_info.update(info, timeline=record.timeline)
     if not info["valid"]:
         pytest.fail(f"{label}: INVALID: {info['invalid_reason']}")
 
 
-def hand_over(benchmark, round_seconds: list[float]) -> None:
+def hand_over(benchmark, rounds: list[dict]) -> None:
     """Give pytest-benchmark the rounds the interleaved run timed, as its pedantic mode records its own.
 
     One test per row cannot interleave rows, so pytest-benchmark cannot time them itself;
     this is what ``pedantic`` does with each round's duration (fixture.py, ``_raw_pedantic``).
+    Only rounds that ran to their end are times: a round cut short at its deadline measured
+    the deadline, not the strategy.
     """
-    if benchmark.disabled or not round_seconds:
+    if benchmark.disabled:
         return
     stats = benchmark._make_stats(1)
-    for seconds in round_seconds:
+    for seconds in [r["timed_seconds"] for r in rounds if not r.get("round_failed")]:
         stats.update(seconds)
+    if not stats:
+        # pytest-benchmark cannot summarize no data: it leaves out a benchmark with an error,
+        # and bench/conftest.py saves the row beside the others, with null timings.
+        benchmark.has_error = True

@@ -127,8 +127,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser = argparse.ArgumentParser(
         prog="python -m bench.versions",
-        description="Run pytest bench/ under several Pythons, one after the other, against one delay "
-        "server, and write the report on the runs. Arguments after -- go to pytest bench/.",
+        description="Run pytest bench/ under several Pythons, one after the other, each run's delay "
+        "server under this interpreter, and write the report on the runs. Arguments after -- go to "
+        "pytest bench/.",
     )
     parser.add_argument(
         "pythons", nargs="+", metavar="PYTHON", help="a version such as 3.12, or an interpreter's path"

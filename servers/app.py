@@ -1,23 +1,29 @@
 """The delay server's request handling: ``/delay`` waits, ``/stats`` tells how well it kept up.
 
-The app is plain aiohttp on an asyncio loop in each worker process, so thousands of delayed
-requests cost one timer each, not one thread each; the counters are shared by all workers
-(``servers.stats``). Lifecycle (binding, signals, the ready line) lives in
-``servers.delay``; starting it as a subprocess from Python lives in ``servers.process``.
+The hot path is the shape of the fastest Python HTTP servers (uvicorn's httptools_impl.py,
+MagicStack vmbench's asyncio_http_server.py): an ``asyncio.Protocol`` per connection feeding
+``httptools.HttpRequestParser``, whose callbacks do the work, with no task per request: a
+delayed request is one ``loop.call_later``, a response is one ``transport.write`` of bytes
+prepared once, and a URL seen before is not parsed again. So thousands of delayed requests cost
+one timer each, and a keep-alive request costs ~11-13 us of the server's CPU rather than the
+40-60 us of the aiohttp app this replaced (python -m servers.cost; issue 15).
+The counters are shared by all workers (``servers.stats``). Lifecycle (binding, signals, the
+ready line) lives in ``servers.delay``; starting it as a subprocess lives in ``servers.process``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import random
 import re
 import socket
 import struct
 import time
+from urllib.parse import parse_qsl, unquote_to_bytes
 
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+import httptools
 
 from servers.stats import DROPPED_ON_PURPOSE, FAILED_ON_PURPOSE, REJECTED, SERVED, STALLED, SharedStats
 
@@ -32,6 +38,14 @@ _FRACTION = re.compile(r"(0|1)(\.[0-9]{1,6})?|\.[0-9]{1,6}")
 # ms, bytes and stall are integers up to these limits; fail and drop are fractions of requests.
 _DELAY_PARAMETERS = ("ms", "bytes", "fail", "drop", "stall")
 _INTEGER_LIMITS = {"ms": MAX_DELAY_MS, "bytes": MAX_BODY_BYTES, "stall": 1}
+# The limits aiohttp applied before: a request line or header over 8 KiB, or over 128 headers,
+# gets 400; so does a request over 1 MiB in all (no endpoint takes a body), which also bounds
+# what the parser buffers for a header that never ends.
+MAX_LINE_BYTES = 8190
+MAX_HEADERS = 128
+MAX_REQUEST_BYTES = 1024 * 1024
+# Distinct URLs whose routing is remembered; a client sends the same few over and over.
+ROUTE_CACHE_SIZE = 1024
 
 
 class BadRequest(ValueError):
@@ -67,50 +81,22 @@ def _fraction(name: str, raw: str) -> float:
     return float(raw)
 
 
-def _text(status: int, reason: str) -> web.Response:
-    return web.Response(status=status, text=reason + "\n")
-
-
 # struct tcp_info (linux/tcp.h): tcpi_last_data_recv, ms since the last data segment arrived.
 _TCP_INFO_BYTES = 64
 _LAST_DATA_RECV = struct.Struct("=I")
 _LAST_DATA_RECV_OFFSET = 52
 
 
-class ArrivalStampingHandler(RequestHandler):
-    """aiohttp's per-connection protocol, noting when each request's first byte reached the host.
-
-    The stamp is taken when a request's first bytes reach ``data_received``, backdated by the
-    kernel's own count of how long they sat unread (``tcpi_last_data_recv``, one getsockopt,
-    ~1.6 us, at kernel-tick resolution of 1-4 ms). So a request that waited in the accept queue
-    or in a socket buffer while the loop was busy shows that wait as lateness; the loop's own
-    clock alone would start counting only once the loop got round to reading it.
-
-    The clock is ``time.monotonic`` rather than ``loop.time()``: uvloop's loop time has
-    millisecond resolution and is cached per loop iteration.
-    """
-
-    __slots__ = ("_arrival", "_socket")
-
-    def connection_made(self, transport) -> None:
-        self._arrival = None
-        self._socket = transport.get_extra_info("socket")
-        super().connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        # A new request begins when nothing is stamped and no request is being handled
-        # (a pipelined request arriving mid-response is stamped when its handler starts).
-        if self._arrival is None and self._current_request is None:
-            self._arrival = time.monotonic() - _unread_for_s(self._socket)
-        super().data_received(data)
-
-    def take_arrival(self) -> float:
-        """The current request's arrival (``time.monotonic``), clearing it for the next request."""
-        arrival, self._arrival = self._arrival, None
-        return time.monotonic() if arrival is None else arrival
-
-
 def _unread_for_s(sock) -> float:
+    """How long the data just read sat in the socket's buffer, by the kernel's count.
+
+    A request's arrival is stamped when its first bytes reach ``data_received``, backdated by
+    the kernel's ``tcpi_last_data_recv`` (one getsockopt, ~1.6 us, at kernel-tick resolution
+    of 1-4 ms). So a request that waited in the accept queue or in a socket buffer while the
+    loop was busy shows that wait as lateness; the loop's own clock alone would start counting
+    only once the loop got round to reading it. The clock is ``time.monotonic`` rather than
+    ``loop.time()``: uvloop's loop time has millisecond resolution and is cached per iteration.
+    """
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
     except (OSError, AttributeError):
@@ -118,85 +104,361 @@ def _unread_for_s(sock) -> float:
     return _LAST_DATA_RECV.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0] / 1000
 
 
-def make_handler(stats: SharedStats):
-    """The low-level aiohttp handler: no router, no middleware, nothing per request but the work."""
+# -- responses, their heads built once ------------------------------------------------------
 
-    async def delay(request: web.BaseRequest, arrival: float) -> web.StreamResponse:
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
+_TEXT = b"text/plain; charset=utf-8"
+_JSON = b"application/json"
+_OCTETS = b"application/octet-stream"
+
+
+def response_head(status: int, content_type: bytes, length: int, keep_alive: bool = True) -> bytes:
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
+        status,
+        _REASONS[status],
+        content_type,
+        length,
+    )
+    return head + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
+
+
+def text_response(status: int, reason: str, keep_alive: bool = True) -> bytes:
+    """A one-line plain-text answer."""
+    body = (reason + "\n").encode()
+    return response_head(status, _TEXT, len(body), keep_alive) + body
+
+
+# Whole responses up to this size are kept, one per (size, keep-alive); larger ones are built.
+_CACHED_BODY_BYTES = 64 * 1024
+_FAILED = {
+    keep_alive: text_response(500, "failed on purpose (fail=P)", keep_alive) for keep_alive in (True, False)
+}
+_METHOD_NOT_ALLOWED = text_response(405, "use POST /stats/reset", keep_alive=False)
+
+
+class _Responses(dict):
+    """``responses[bytes, keep_alive]``: a /delay answer, built the first time it is asked for."""
+
+    def __missing__(self, key: tuple[int, bool]) -> bytes:
+        body_bytes, keep_alive = key
+        response = response_head(200, _OCTETS, body_bytes, keep_alive) + _BODY[:body_bytes]
+        if body_bytes <= _CACHED_BODY_BYTES:
+            self[key] = response
+        return response
+
+
+# -- routing, remembered per URL ------------------------------------------------------------
+
+DELAY, SHOW_STATS, RESET_STATS, REFUSE = range(4)
+
+
+class DelayRequest:
+    """What a valid /delay query asks for, in the form the hot path reads."""
+
+    __slots__ = ("body_bytes", "delay_s", "drop", "fail", "stall")
+
+    def __init__(self, params: dict) -> None:
+        self.delay_s = params["ms"] / 1000
+        self.body_bytes = params["bytes"]
+        self.fail, self.drop, self.stall = params["fail"], params["drop"], params["stall"]
+
+
+class _Query(dict):
+    """A query's values per name, in order: the ``getall`` that ``parse_delay_query`` reads
+    (aiohttp's MultiDict has the same)."""
+
+    @classmethod
+    def parse(cls, query: str) -> _Query:
+        values = cls()
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            values.setdefault(name, []).append(value)
+        return values
+
+    def getall(self, name: str, default: list[str]) -> list[str]:
+        return self.get(name, default)
+
+
+def route(url: bytes) -> tuple[int, object]:
+    """(DELAY, DelayRequest), (SHOW_STATS | RESET_STATS, None), or (REFUSE, (status, reason))."""
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        return REFUSE, (400, f"invalid URL {url[:80].decode('latin-1')!r}")
+    path = unquote_to_bytes(parsed.path).decode("utf-8", "replace")
+    if path == "/delay":
+        query = (parsed.query or b"").decode("latin-1")
         try:
-            params = parse_delay_query(request.rel_url.query)
+            return DELAY, DelayRequest(parse_delay_query(_Query.parse(query)))
         except BadRequest as exc:
-            stats.count(REJECTED)
-            return _text(400, str(exc))
-        delay_s = params["ms"] / 1000
-        stats.enter()
-        finished = False
+            return REFUSE, (400, str(exc))
+    if path == "/stats":
+        return SHOW_STATS, None
+    if path == "/stats/reset":
+        return RESET_STATS, None
+    return REFUSE, (404, f"no such path {path[:80]!r}; try /delay?ms=D or /stats")
+
+
+class RouteCache(dict):
+    """``routes[url]``: ``route(url)``, parsed once per distinct URL (up to ROUTE_CACHE_SIZE)."""
+
+    def __missing__(self, url: bytes) -> tuple[int, object]:
+        if len(self) >= ROUTE_CACHE_SIZE:
+            self.clear()
+        found = self[url] = route(url)
+        return found
+
+
+# -- the app and its connections ------------------------------------------------------------
+
+
+class DelayApp:
+    """What every connection of one worker shares: the counters, the caps and the routes."""
+
+    def __init__(self, stats: SharedStats, max_connections: int, idle_timeout_s: float) -> None:
+        self.stats = stats
+        self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
+        self.routes = RouteCache()
+        self.responses = _Responses()
+        self.connections: set[DelayProtocol] = set()
+
+    def __call__(self) -> DelayProtocol:
+        """The protocol factory ``loop.create_server`` calls for each accepted connection."""
+        return DelayProtocol(self)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Let requests in flight finish for up to ``grace_s``, then close every connection."""
+        deadline = time.monotonic() + grace_s
+        while any(c.in_flight for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            connection.transport.abort()
+
+
+class _Refused(Exception):
+    """A request over one of the size limits; the message is the one-line reason."""
+
+
+_TOO_MANY = text_response(503, "too many connections; raise --max-connections", keep_alive=False)
+
+
+class DelayProtocol(asyncio.Protocol):
+    """One connection: httptools calls ``on_url``, ``on_header`` and ``on_message_complete``
+    as bytes arrive; one request is answered at a time, later pipelined ones wait in a queue
+    (and reading pauses while they do)."""
+
+    def __init__(self, app: DelayApp) -> None:
+        self.app = app
+        self.stats = app.stats
+        self.loop = asyncio.get_running_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = None
+        self.socket = None
+        self.url = b""
+        self.headers = 0
+        self.unparsed_bytes = 0
+        self.arrival: float | None = None  # the current request's, time.monotonic()
+        self.queue: collections.deque = collections.deque()  # complete requests waiting their turn
+        self.busy = False  # a request is being answered (waiting, stalling)
+        self.in_flight = False  # ...and counted in the server's in_flight
+        self.keep_alive = True
+        self.timer: asyncio.TimerHandle | None = None  # the current request's wait, or stall
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = self.loop.time()
+
+    # -- the connection ---------------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.app.connections.add(self)
+        if self.stats.connection_opened() > self.app.max_connections:
+            self.stats.count(REJECTED)
+            self.busy = True  # nothing more is read or answered on it
+            transport.write(_TOO_MANY)
+            transport.close()
+            return
+        # Our own socket object on the transport's descriptor, detached (never closed) when
+        # the connection is lost: uvloop's get_extra_info("socket") builds a new socket object
+        # per getsockopt call (socket(fileno=) + getsockname + detach), 3% of a request here.
+        shared = transport.get_extra_info("socket")
+        self.socket = socket.socket(shared.family, shared.type, shared.proto, fileno=shared.fileno())
+        # Without it keep-alive requests stall ~40 ms each on Nagle + delayed ACK (gevent
+        # issue 1233); asyncio and uvloop set it already, this makes it this server's rule.
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.idle_timer = self.loop.call_later(self.app.idle_timeout_s, self._idle_check)
+
+    def connection_lost(self, exc) -> None:
+        if self.socket is not None:
+            self.socket.detach()  # the transport owns the descriptor
+        self.app.connections.discard(self)
+        self.stats.connection_closed()
+        for timer in (self.timer, self.idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self.queue.clear()
+        if self.in_flight:  # the client hung up mid-delay (or mid-stall): free its slot now
+            self.in_flight = False
+            self.stats.leave()
+
+    def _idle_check(self) -> None:
+        """Close a connection idle, or half-way through a request's head, for the idle timeout.
+
+        One timer per connection, re-armed lazily: a request does not touch it."""
+        self.idle_timer = None
+        if self.busy or self.queue:
+            return  # re-armed when the answer is sent
+        remaining = self.idle_since + self.app.idle_timeout_s - self.loop.time()
+        if remaining > 0:
+            self.idle_timer = self.loop.call_later(remaining, self._idle_check)
+        else:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.arrival is None and not self.busy:
+            self.arrival = time.monotonic() - _unread_for_s(self.socket)
+        self.unparsed_bytes += len(data)
         try:
-            await asyncio.sleep(delay_s)
-            # Late by the whole wait beyond the asked delay: accept queue, parser and timer.
-            lateness_ms = max(0.0, (time.monotonic() - arrival - delay_s) * 1000)
-            if random.random() < params["drop"]:
-                stats.record(DROPPED_ON_PURPOSE, lateness_ms)
-                return await _drop(request)
-            if random.random() < params["fail"]:
-                stats.finish(FAILED_ON_PURPOSE, lateness_ms)
-                finished = True
-                return _text(500, "failed on purpose (fail=P)")
-            if params["stall"]:
-                stats.record(STALLED, lateness_ms)
-                return await _stall(request, params["bytes"])
+            self.parser.feed_data(data)
+            if self.unparsed_bytes > MAX_REQUEST_BYTES:
+                raise _Refused(f"request over {MAX_REQUEST_BYTES} bytes")
+        except (httptools.HttpParserError, _Refused) as exc:
+            self._refuse_malformed(exc)
+
+    def _refuse_malformed(self, exc: Exception) -> None:
+        """Counted, never logged: a flood of garbage must not become per-request logging."""
+        self.stats.count(REJECTED)
+        if self.busy:  # an answer is due first; a 400 now would arrive out of order
+            self.transport.abort()
+            return
+        cause = exc.__context__ if isinstance(exc.__context__, _Refused) else exc
+        reason = " ".join(str(cause).split())[:200] or type(cause).__name__
+        self.busy = True
+        self.transport.write(text_response(400, f"malformed request: {reason}", keep_alive=False))
+        self.transport.close()
+
+    # -- httptools' callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.arrival is None and not self.busy:
+            self.arrival = time.monotonic()  # a pipelined request, in the same read as the last
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > MAX_LINE_BYTES:
+            raise _Refused(f"request line over {MAX_LINE_BYTES} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers += 1
+        if self.headers > MAX_HEADERS:
+            raise _Refused(f"over {MAX_HEADERS} headers")
+        if len(name) + len(value) > MAX_LINE_BYTES:
+            raise _Refused(f"header {name[:40].decode('latin-1')!r} over {MAX_LINE_BYTES} bytes")
+
+    def on_message_complete(self) -> None:
+        request = (self.url, self.parser.get_method(), self.parser.should_keep_alive())
+        self.url, self.headers, self.unparsed_bytes = b"", 0, 0
+        if self.busy or self.queue:
+            # Pipelined behind an answer still due: its arrival is stamped when its turn comes,
+            # as before (head-of-line waiting is the client's choice, not the server's lateness).
+            self.queue.append(request)
+            self.transport.pause_reading()
+            return
+        arrival, self.arrival = self.arrival, None
+        self._start(request, time.monotonic() if arrival is None else arrival)
+
+    # -- answering --------------------------------------------------------------------------
+
+    def _start(self, request: tuple[bytes, bytes, bool], arrival: float) -> None:
+        url, method, self.keep_alive = request
+        kind, target = self.app.routes[url]
+        if kind == DELAY:
+            self.busy = self.in_flight = True
+            self.stats.enter()
+            if target.delay_s:
+                self.timer = self.loop.call_later(target.delay_s, self._delay_over, target, arrival)
+            else:
+                self._delay_over(target, arrival)
+        elif kind == REFUSE:
+            self.stats.count(REJECTED)
+            self._send(text_response(*target, keep_alive=self.keep_alive))
+        elif kind == SHOW_STATS:
+            self._send(self._json(self._stats_body()))
+        elif method != b"POST":
+            self.keep_alive = False
+            self._send(_METHOD_NOT_ALLOWED)
+        else:
+            self.stats.reset()
+            self._send(self._json(self.stats.as_dict()))
+
+    def _delay_over(self, target: DelayRequest, arrival: float) -> None:
+        self.timer = None
+        # Late by the whole wait beyond the asked delay: accept queue, parser and timer.
+        lateness_ms = max(0.0, (time.monotonic() - arrival - target.delay_s) * 1000)
+        stats = self.stats
+        if target.drop and random.random() < target.drop:
+            stats.record(DROPPED_ON_PURPOSE, lateness_ms)
+            self._drop()
+        elif target.fail and random.random() < target.fail:
+            self.in_flight = False
+            stats.finish(FAILED_ON_PURPOSE, lateness_ms)
+            self._send(_FAILED[self.keep_alive])
+        elif target.stall:
+            stats.record(STALLED, lateness_ms)
+            self._stall(target.body_bytes)
+        else:
+            self.in_flight = False
             stats.finish(SERVED, lateness_ms)
-            finished = True
-            return web.Response(body=_BODY[: params["bytes"]])
-        finally:
-            # A client that hangs up mid-delay cancels this task (handler_cancellation);
-            # it must still leave in_flight.
-            if not finished:
-                stats.leave()
+            self._send(self.app.responses[target.body_bytes, self.keep_alive])
 
-    async def show_stats(request: web.BaseRequest, _arrival: float) -> web.Response:
-        body = stats.as_dict()
-        body["tcp_nodelay"] = _tcp_nodelay(request)
-        body["answered_by_worker"] = stats.worker_index
-        return web.Response(text=json.dumps(body), content_type="application/json")
+    def _drop(self) -> None:
+        """Close the connection without a byte of answer (drop=P), as a crashed backend would."""
+        self.transport.abort()  # connection_lost takes it out of in_flight
 
-    async def reset_stats(request: web.BaseRequest, _arrival: float) -> web.Response:
-        if request.method != "POST":
-            return _text(405, "use POST /stats/reset")
-        stats.reset()
-        return web.Response(text=json.dumps(stats.as_dict()), content_type="application/json")
+    def _stall(self, body_bytes: int) -> None:
+        """Send the head and promise a body that never comes (stall=1), until the client hangs
+        up (connection_lost takes it out of in_flight) or STALL_CAP_S pass."""
+        self.transport.write(response_head(200, _OCTETS, max(1, body_bytes)))
+        self.timer = self.loop.call_later(STALL_CAP_S, self.transport.abort)
 
-    routes = {"/delay": delay, "/stats": show_stats, "/stats/reset": reset_stats}
+    def _send(self, response: bytes) -> None:
+        """One write per answer; then the next pipelined request, or the idle clock."""
+        transport = self.transport
+        transport.write(response)
+        self.busy = False
+        if not self.keep_alive:
+            transport.close()
+            return
+        if self.queue:
+            self.loop.call_soon(self._next_in_queue)  # not recursively: a queue can be long
+            return
+        self.idle_since = self.loop.time()
+        if self.idle_timer is None:
+            self.idle_timer = self.loop.call_later(self.app.idle_timeout_s, self._idle_check)
 
-    async def handle(request: web.BaseRequest) -> web.Response:
-        # Taken for every request, so a /stats on a keep-alive connection leaves no stale stamp.
-        arrival = request.protocol.take_arrival()
-        route = routes.get(request.path)
-        if route is None:
-            stats.count(REJECTED)
-            return _text(404, f"no such path {request.path[:80]!r}; try /delay?ms=D or /stats")
-        return await route(request, arrival)
+    def _next_in_queue(self) -> None:
+        if self.busy or not self.queue or self.transport.is_closing():
+            return
+        request = self.queue.popleft()
+        if not self.queue:
+            self.transport.resume_reading()
+        self._start(request, time.monotonic())
 
-    return handle
+    # -- /stats -----------------------------------------------------------------------------
 
+    def _json(self, body: dict) -> bytes:
+        data = json.dumps(body).encode()
+        return response_head(200, _JSON, len(data), self.keep_alive) + data
 
-async def _drop(request: web.BaseRequest) -> web.StreamResponse:
-    """Close the connection without a byte of answer (drop=P), as a crashed backend would."""
-    request.transport.abort()
-    # The abort cancels this handler (handler_cancellation); this wait is never reached in full.
-    await asyncio.sleep(STALL_CAP_S)
-    raise ConnectionResetError("dropped on purpose")
-
-
-async def _stall(request: web.BaseRequest, body_bytes: int) -> web.StreamResponse:
-    """Send the headers and promise a body that never comes (stall=1), up to STALL_CAP_S."""
-    response = web.StreamResponse(headers={"Content-Length": str(max(1, body_bytes))})
-    await response.prepare(request)
-    await asyncio.sleep(STALL_CAP_S)  # until the client hangs up, which cancels this handler
-    request.transport.abort()
-    return response
-
-
-def _tcp_nodelay(request: web.BaseRequest) -> bool:
-    """Whether this connection's socket has Nagle off, so tests can prove it rather than trust it."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    return bool(sock and sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    def _stats_body(self) -> dict:
+        body = self.stats.as_dict()
+        # Whether this connection's socket has Nagle off, so tests can prove it rather than trust it.
+        body["tcp_nodelay"] = bool(self.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        body["answered_by_worker"] = self.stats.worker_index
+        return body

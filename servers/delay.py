@@ -3,105 +3,94 @@
 Prints exactly one line, ``listening on http://HOST:PORT``, once every worker accepts
 connections, then serves until SIGTERM or SIGINT and exits 0; exits 1 if a worker dies.
 The parent process only supervises (``servers.supervisor``); each of the W worker processes
-runs aiohttp's low-level server on its own event loop, on its own socket bound to the shared
-port, and counts into the shared ``servers.stats``.
+runs ``servers.app`` (an ``asyncio.Protocol`` per connection, parsed by httptools) on its own
+event loop (uvloop when installed), on its own socket bound to the shared port, and counts into
+its own slot of the shared ``servers.stats``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import contextlib
+import importlib.util
 import os
 import resource
 import signal
 import socket
 import sys
 
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-
-from servers.app import ArrivalStampingHandler, make_handler
+from servers.app import DelayApp
 from servers.lifetime import die_with_parent
-from servers.stats import REJECTED, SharedStats
+from servers.stats import SharedStats
 from servers.supervisor import Supervisor, listening_socket, reserve_port
 
 # The kernel caps the accept queue at min(backlog, net.core.somaxconn); asyncio's default
 # of 100 (and gevent's or werkzeug's 128) drops SYNs once a thousand clients connect at once.
+# The backlog asked for is this or somaxconn, whichever is larger (listen_backlog()).
 LISTEN_BACKLOG = 4096
+_SOMAXCONN = "/proc/sys/net/core/somaxconn"
 # How long SIGTERM waits for in-flight responses before closing their connections.
 SHUTDOWN_GRACE_S = 0.5
-# Past this many open connections (over all workers), a new one gets a 503 and is closed.
-# Below the open-files limit, so the server itself never fails on accept().
-DEFAULT_MAX_CONNECTIONS = 15_000
+# Past --max-connections open connections (over all workers), a new one gets a 503 and is
+# closed. Its default is the open-files limit (hard, which every process raises its soft one
+# to) minus this margin for a worker's own files (stdio, the listening socket, epoll, pipes,
+# /proc reads): not times the workers, because the kernel spreads connections over the workers'
+# sockets by a hash, not evenly, and one worker may end up holding all of them. So no worker
+# ever fails on accept().
+OWN_FILES_MARGIN = 100
 # Worker processes sharing the port. On the 2-core development machine, with wrk on the same
 # cores, 2 workers answered ~25% more requests/s than 1 in every interleaved round, and 3 no
-# more than 2 (README, "The delay server").
+# more than 2 (docs/reference/server.md).
 DEFAULT_WORKERS = 2
 MAX_WORKERS = 64
 LOOPS = ("asyncio", "uvloop")
+# uvloop when it is installed (it is a dependency): ~20 us of CPU a keep-alive request against
+# ~45 us on asyncio's own loop, with this app (python -m servers.cost).
+DEFAULT_LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 # How long a connection may sit idle or half-way through sending its request headers before
-# it is closed: the cap on slow or stalled clients (aiohttp's keep-alive timer covers both).
+# it is closed: the cap on slow or stalled clients.
 DEFAULT_IDLE_TIMEOUT_S = 30.0
-# aiohttp's own limits: a request line or header over 8 KiB, or over 128 headers, gets 400.
-MAX_LINE_BYTES = 8190
-MAX_HEADERS = 128
-
-_TOO_MANY = b"too many connections; raise --max-connections\n"
-_TOO_MANY_RESPONSE = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-    + b"Content-Length: %d\r\n\r\n" % len(_TOO_MANY)
-    + _TOO_MANY
-)
 
 
-class MalformedRequestFilter(logging.Filter):
-    """Count, rather than log, requests aiohttp's parser refused with a 400.
+EPILOG = """\
+endpoints:
+  GET /delay?ms=D&bytes=B   wait D ms (0..60000), answer B bytes (0..10 MiB); faults on purpose:
+                            fail=P (500), drop=P (close, no answer), stall=1 (head, no body)
+  GET /stats                JSON: counts, in flight and its peak, lateness from arrival,
+                            connections, listen-queue overflows, CPU seconds, per worker
+  POST /stats/reset         start a new observation window
 
-    A flood of garbage would otherwise write a traceback per request to stderr: per-request
-    logging by the back door. Anything else (a bug in a handler) is still logged.
-    """
-
-    def __init__(self, stats: SharedStats) -> None:
-        super().__init__()
-        self.stats = stats
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
-            self.stats.count(REJECTED)
-            return False
-        return True
+cost (python -m servers.cost: the server's own CPU per request, 1 worker on its own core,
+a raw client on the other): ~13 us per keep-alive request and ~45 us per new connection on
+uvloop (~14 and ~70 us on asyncio's loop), against ~45-65 and ~115-120 us for the aiohttp
+server it replaced.
+"""
 
 
-class CappedServer(web.Server):
-    """aiohttp's low-level server, refusing connections past a cap (over all workers) with a
-    plain 503, and stamping each request's arrival (``ArrivalStampingHandler``)."""
+def raise_open_files_limit() -> int:
+    """Each connection is a file descriptor; take the hard limit so thousands can be open.
 
-    def __init__(self, handler, stats: SharedStats, max_connections: int, **kwargs) -> None:
-        super().__init__(handler, **kwargs)
-        self.stats = stats
-        self.max_connections = max_connections
-
-    def __call__(self) -> ArrivalStampingHandler:
-        return ArrivalStampingHandler(self, loop=self._loop, **self._kwargs)
-
-    def connection_made(self, handler, transport) -> None:
-        super().connection_made(handler, transport)
-        if self.stats.connection_opened() > self.max_connections:
-            self.stats.count(REJECTED)
-            transport.write(_TOO_MANY_RESPONSE)
-            transport.close()
-
-    def connection_lost(self, handler, exc=None) -> None:
-        super().connection_lost(handler, exc)
-        self.stats.connection_closed()
-
-
-def raise_open_files_limit() -> None:
-    """Each connection is a file descriptor; take the hard limit so thousands can be open."""
+    Returns the limit now in force (an unlimited hard limit is capped by fs.nr_open)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        # An unlimited hard limit above fs.nr_open cannot be taken: keep the soft one then.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def default_max_connections(open_files_limit: int) -> int:
+    return max(1, open_files_limit - OWN_FILES_MARGIN)
+
+
+def listen_backlog() -> int:
+    """At least net.core.somaxconn, the kernel's own cap on any accept queue."""
+    try:
+        with open(_SOMAXCONN) as somaxconn:
+            return max(LISTEN_BACKLOG, int(somaxconn.read()))
+    except (OSError, ValueError):
+        return LISTEN_BACKLOG
 
 
 async def serve(
@@ -113,30 +102,14 @@ async def serve(
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
-    # access_log=None: a log line per request would cost more CPU than the request itself.
-    # aiohttp's protocol sets TCP_NODELAY on every accepted socket (base_protocol.py); without
-    # it keep-alive clients stall ~40 ms on Nagle + delayed ACK (gevent issue 1233).
-    # /stats reports the flag per connection so the tests can check it.
-    # handler_cancellation: a client that hangs up mid-delay frees its request at once.
-    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter(stats))
-    web_server = CappedServer(
-        make_handler(stats),
-        stats,
-        max_connections,
-        handler_cancellation=True,
-        access_log=None,
-        keepalive_timeout=idle_timeout_s,
-        max_line_size=MAX_LINE_BYTES,
-        max_field_size=MAX_LINE_BYTES,
-        max_headers=MAX_HEADERS,
-    )
-    listener = await loop.create_server(web_server, sock=sock, backlog=LISTEN_BACKLOG)
+    app = DelayApp(stats, max_connections, idle_timeout_s)
+    listener = await loop.create_server(app, sock=sock, backlog=listen_backlog())
     os.write(ready_fd, b"r")
     os.close(ready_fd)
 
     await stop.wait()
     listener.close()
-    await web_server.shutdown(SHUTDOWN_GRACE_S)
+    await app.shutdown(SHUTDOWN_GRACE_S)
 
 
 def run_worker(
@@ -160,9 +133,12 @@ def run_worker(
 
 
 def main(argv: list[str] | None = None) -> int:
+    open_files_limit = raise_open_files_limit()
     parser = argparse.ArgumentParser(
         prog="python -m servers.delay",
         description="HTTP server whose GET /delay?ms=D&bytes=B answers after D ms with B bytes.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--host",
@@ -175,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-connections",
         type=int,
-        default=DEFAULT_MAX_CONNECTIONS,
-        help="open connections, counted over all workers, past which new ones get 503 "
-        f"(default {DEFAULT_MAX_CONNECTIONS})",
+        default=default_max_connections(open_files_limit),
+        help="open connections, counted over all workers, past which new ones get 503 (default: "
+        f"the open-files limit minus {OWN_FILES_MARGIN}, here {default_max_connections(open_files_limit)})",
     )
     parser.add_argument(
         "--idle-timeout-s",
@@ -196,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loop",
         choices=LOOPS,
-        default="asyncio",
-        help="event loop of each worker (default asyncio; uvloop must be installed)",
+        default=DEFAULT_LOOP,
+        help=f"event loop of each worker (default {DEFAULT_LOOP}: uvloop when it is installed)",
     )
     parser.add_argument(
         "--die-with-parent",
@@ -221,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.die_with_parent:
         die_with_parent()
-    raise_open_files_limit()
     try:
         reservation = reserve_port(args.host, args.port)
     except OSError as exc:

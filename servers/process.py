@@ -25,7 +25,7 @@ from servers.lifetime import PARENT_PID_VARIABLE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 READY_PREFIX = "listening on "
-# Importing aiohttp and binding takes ~0.3 s here; 20 s covers a cold, loaded CI machine.
+# Importing the app and binding takes ~0.3 s here; 20 s covers a cold, loaded CI machine.
 STARTUP_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
 

@@ -1,12 +1,27 @@
 """The delay server's counters, shared by all its worker processes: one exact view in /stats.
 
 Every worker owns a slot (its counters and a lateness histogram) in one anonymous shared
-mapping that the parent creates before it forks them. Every update and every read takes one
-process-shared lock (a POSIX semaphore), so the figures are exact, not eventually consistent
-(a reset cannot lose a concurrent increment, a read sees one instant): ``in_flight`` is a
-single total, and ``max_in_flight`` is the peak of that total, not a sum of per-worker peaks
-(which would overstate it whenever the workers peak at different moments). The lock costs
-~0.4 us uncontended, twice per request; a worker holds it for a few attribute updates.
+mapping that the parent creates before it forks them, and only that worker ever writes it:
+no lock per request (issue 15: the per-request semaphore of the first design cost ~1 us a
+request and serialized the workers). A counter is an aligned 64-bit integer, which its owner
+updates and any reader loads whole, so /stats, summing the slots when read, sees exact totals.
+
+A reset never writes another worker's slot (a read-modify-write racing its owner would lose an
+increment). It copies the counters into a baseline instead, and /stats reports counters minus
+baseline; maxima (the lateness max, the in-flight peak) belong to the reset's epoch, which each
+worker checks when it updates them. Resets and reads of the whole mapping take the one
+process-shared lock, so two of them never interleave; requests never take it.
+
+``in_flight`` is a single total, and ``max_in_flight`` is the peak of that total, not a sum of
+per-worker peaks (which would overstate it whenever the workers peak at different moments). A
+total only peaks when a request enters, so a worker entering a request reads every slot's
+in_flight and keeps the largest total it has seen in its own slot; /stats reports the largest
+over the workers. With two workers that total is exact at the instant of the read (the worker's
+own count cannot change while it reads the other's); the peak is missed only if another worker
+finished a request in the ~100 ns between the increment and the read, by one request. With more
+workers the reads of different slots are ~50 ns apart and can be off by a request that entered
+or left meanwhile. An atomic add on one shared counter would be exact, but Python has none
+(ctypes' call into libatomic costs as much as the lock it replaces).
 
 Lateness (how much later than asked a response left, measured from the request's arrival)
 goes into fixed log-spaced buckets, so percentiles over all workers come from the summed
@@ -37,24 +52,47 @@ OUTCOMES = ("served", "rejected", "failed_on_purpose", "dropped_on_purpose", "st
 SERVED, REJECTED, FAILED_ON_PURPOSE, DROPPED_ON_PURPOSE, STALLED = range(len(OUTCOMES))
 
 
-class _Totals(ctypes.Structure):
+class _Control(ctypes.Structure):
+    """Written by reset (under the lock) only."""
+
     _fields_ = (
-        ("in_flight", ctypes.c_int64),
-        ("max_in_flight", ctypes.c_int64),
-        ("open_connections", ctypes.c_int64),
+        ("epoch", ctypes.c_int64),
+        ("max_in_flight_at_reset", ctypes.c_int64),
         ("parent_pid", ctypes.c_int64),
         ("listen_overflows_at_reset", ctypes.c_int64),
-        ("cpu_ticks_at_reset", ctypes.c_int64),
+        ("parent_cpu_ticks_at_reset", ctypes.c_int64),
+    )
+
+
+class _Counters(ctypes.Structure):
+    """What only ever grows: reset copies these into a baseline rather than zeroing them."""
+
+    _fields_ = (
+        ("connections_accepted", ctypes.c_int64),
+        ("outcomes", ctypes.c_int64 * len(OUTCOMES)),
+        ("lateness_buckets", ctypes.c_int64 * LATENESS_BUCKETS),
     )
 
 
 class _WorkerSlot(ctypes.Structure):
+    """Written by its worker only."""
+
     _fields_ = (
         ("pid", ctypes.c_int64),
-        ("outcomes", ctypes.c_int64 * len(OUTCOMES)),
+        ("in_flight", ctypes.c_int64),
+        ("open_connections", ctypes.c_int64),
+        # The reset epoch the two maxima belong to; a slot of an older epoch counts as 0.
+        ("epoch", ctypes.c_int64),
+        ("max_in_flight", ctypes.c_int64),
         ("lateness_max_ms", ctypes.c_double),
-        ("lateness_buckets", ctypes.c_int64 * LATENESS_BUCKETS),
+        ("counters", _Counters),
     )
+
+
+class _Baseline(ctypes.Structure):
+    """A worker's counters and CPU ticks at the last reset. Written by reset (under the lock) only."""
+
+    _fields_ = (("counters", _Counters), ("cpu_ticks", ctypes.c_int64))
 
 
 def lateness_bucket(lateness_ms: float) -> int:
@@ -101,146 +139,166 @@ class SharedStats:
         layout = type(
             "_Shared",
             (ctypes.Structure,),
-            {"_fields_": (("totals", _Totals), ("workers", _WorkerSlot * workers))},
+            {
+                "_fields_": (
+                    ("control", _Control),
+                    ("workers", _WorkerSlot * workers),
+                    ("baselines", _Baseline * workers),
+                )
+            },
         )
-        self._layout = layout
         # An anonymous MAP_SHARED mapping: inherited across fork, nothing to name or unlink.
         self._memory = mmap.mmap(-1, ctypes.sizeof(layout))
         self._shared = layout.from_buffer(self._memory)
-        self._totals = self._shared.totals  # a view into the mapping, kept to save a lookup per use
+        self._control = self._shared.control  # views into the mapping, kept to save a lookup per use
         # fork context: the semaphore is unlinked at once, so no resource-tracker process is started.
-        lock = multiprocessing.get_context("fork").Lock()
-        # The semaphore's own C methods: `with lock` adds two Python-level calls per use.
-        self._acquire, self._release = lock.acquire, lock.release
+        # Taken by resets and reads only, never per request.
+        self._lock = multiprocessing.get_context("fork").Lock()
         self._slot: _WorkerSlot | None = None
         self.worker_index: int | None = None
         self.workers = workers
-        self._totals.parent_pid = os.getpid()
-        self._totals.listen_overflows_at_reset = host_counters.listen_overflows()
+        self._control.parent_pid = os.getpid()
+        self._control.listen_overflows_at_reset = host_counters.listen_overflows()
 
     def attach(self, index: int) -> None:
-        """Make this process worker ``index``: its updates go to that slot."""
+        """Make this process worker ``index``: its updates go to that slot, and only there."""
         self.worker_index = index
-        self._slot = self._shared.workers[index]
-        self._acquire()
-        try:
-            self._slot.pid = os.getpid()
-        finally:
-            self._release()
+        slot = self._slot = self._shared.workers[index]
+        self._others = [other for i, other in enumerate(self._shared.workers) if i != index]
+        self._outcomes = slot.counters.outcomes
+        self._buckets = slot.counters.lateness_buckets
+        slot.pid = os.getpid()
 
     # -- updates, from the worker that owns the slot --------------------------------------
 
+    def _sync_epoch(self, slot: _WorkerSlot) -> None:
+        """Start this slot's maxima afresh if a reset happened since they were last updated."""
+        epoch = self._control.epoch
+        if slot.epoch != epoch:
+            slot.max_in_flight = 0
+            slot.lateness_max_ms = 0.0
+            slot.epoch = epoch
+
     def enter(self) -> None:
-        """A delayed request starts: the total in flight, and its peak, go up."""
-        totals = self._totals
-        self._acquire()
-        try:
-            totals.in_flight += 1
-            if totals.in_flight > totals.max_in_flight:
-                totals.max_in_flight = totals.in_flight
-        finally:
-            self._release()
+        """A delayed request starts: the total in flight goes up, and its peak with it."""
+        slot = self._slot
+        total = slot.in_flight = slot.in_flight + 1
+        for other in self._others:
+            total += other.in_flight
+        self._sync_epoch(slot)
+        if total > slot.max_in_flight:
+            slot.max_in_flight = total
 
     def leave(self) -> None:
-        self._acquire()
-        try:
-            self._totals.in_flight -= 1
-        finally:
-            self._release()
+        slot = self._slot
+        slot.in_flight = slot.in_flight - 1
 
     def finish(self, outcome: int, lateness_ms: float) -> None:
-        """A delayed request ends with this outcome: one lock for all three updates."""
-        bucket = lateness_bucket(lateness_ms)
+        """A delayed request ends with this outcome."""
         slot = self._slot
-        self._acquire()
-        try:
-            self._totals.in_flight -= 1
-            self._record(slot, outcome, lateness_ms, bucket)
-        finally:
-            self._release()
+        slot.in_flight = slot.in_flight - 1
+        self.record(outcome, lateness_ms)
 
     def record(self, outcome: int, lateness_ms: float) -> None:
         """Count an outcome whose request stays in flight a while (a drop, a stall)."""
-        bucket = lateness_bucket(lateness_ms)
+        self._outcomes[outcome] += 1
+        self._buckets[lateness_bucket(lateness_ms)] += 1
         slot = self._slot
-        self._acquire()
-        try:
-            self._record(slot, outcome, lateness_ms, bucket)
-        finally:
-            self._release()
-
-    @staticmethod
-    def _record(slot: _WorkerSlot, outcome: int, lateness_ms: float, bucket: int) -> None:
-        slot.outcomes[outcome] += 1
-        slot.lateness_buckets[bucket] += 1
+        self._sync_epoch(slot)
         if lateness_ms > slot.lateness_max_ms:
             slot.lateness_max_ms = lateness_ms
 
     def count(self, outcome: int) -> None:
-        self._acquire()
-        try:
-            self._slot.outcomes[outcome] += 1
-        finally:
-            self._release()
+        self._outcomes[outcome] += 1
 
     def connection_opened(self) -> int:
         """Count a new connection; return how many are open over all workers."""
-        totals = self._totals
-        self._acquire()
-        try:
-            totals.open_connections += 1
-            return totals.open_connections
-        finally:
-            self._release()
+        slot = self._slot
+        slot.counters.connections_accepted += 1
+        total = slot.open_connections = slot.open_connections + 1
+        for other in self._others:
+            total += other.open_connections
+        return total
 
     def connection_closed(self) -> None:
-        self._acquire()
-        try:
-            self._totals.open_connections -= 1
-        finally:
-            self._release()
+        slot = self._slot
+        slot.open_connections = slot.open_connections - 1
 
     # -- reads and reset, from whichever worker answers /stats -----------------------------
 
-    def _copy(self):
-        self._acquire()
-        try:
-            return self._layout.from_buffer_copy(self._memory)
-        finally:
-            self._release()
-
     def as_dict(self) -> dict:
-        shared = self._copy()
-        totals, slots = shared.totals, list(shared.workers)
-        pids = [slot.pid for slot in slots]
-        merged = [sum(column) for column in zip(*(slot.lateness_buckets for slot in slots), strict=True)]
-        figures = {name: sum(slot.outcomes[i] for slot in slots) for i, name in enumerate(OUTCOMES)}
-        cpu_ticks = host_counters.cpu_ticks([totals.parent_pid, *pids])
+        with self._lock:
+            control = self._control
+            epoch = control.epoch
+            rows = [
+                _worker_row(slot, baseline, epoch)
+                for slot, baseline in zip(self._shared.workers, self._shared.baselines, strict=True)
+            ]
+            max_in_flight = max(
+                [control.max_in_flight_at_reset] + [row.pop("_max_in_flight") for row in rows]
+            )
+            parent_ticks = host_counters.cpu_ticks([control.parent_pid]) - control.parent_cpu_ticks_at_reset
+            overflows = host_counters.listen_overflows() - control.listen_overflows_at_reset
+        lateness_max = max(row.pop("_lateness_max_ms") for row in rows)
+        buckets = [row.pop("_buckets") for row in rows]
+        merged = [sum(column) for column in zip(*buckets, strict=True)]
+        figures = {name: sum(row[name] for row in rows) for name in OUTCOMES}
         return figures | {
-            "in_flight": totals.in_flight,
-            "max_in_flight": totals.max_in_flight,
-            "lateness_ms": lateness_summary(merged, max(slot.lateness_max_ms for slot in slots)),
-            "workers": len(slots),
-            "worker_pids": pids,
-            "served_per_worker": [slot.outcomes[SERVED] for slot in slots],
-            "open_connections": totals.open_connections,
-            "listen_overflows": host_counters.listen_overflows() - totals.listen_overflows_at_reset,
-            "cpu_seconds": round((cpu_ticks - totals.cpu_ticks_at_reset) / host_counters.TICKS_PER_SECOND, 3),
+            "in_flight": sum(row["in_flight"] for row in rows),
+            "max_in_flight": max_in_flight,
+            "lateness_ms": lateness_summary(merged, lateness_max),
+            "workers": len(rows),
+            "worker_pids": [row["pid"] for row in rows],
+            "served_per_worker": [row["served"] for row in rows],
+            "open_connections": sum(row["open_connections"] for row in rows),
+            "connections_accepted": sum(row["connections_accepted"] for row in rows),
+            "listen_overflows": overflows,
+            "cpu_seconds": round(
+                (parent_ticks + sum(row.pop("_cpu_ticks") for row in rows)) / host_counters.TICKS_PER_SECOND,
+                3,
+            ),
+            "per_worker": rows,
         }
 
     def reset(self) -> None:
         """Start a new observation window for every worker; live state (in flight, open
         connections) is kept, and the peak restarts from what is in flight now."""
-        self._acquire()
-        try:
-            totals = self._shared.totals
-            totals.max_in_flight = totals.in_flight
-            for slot in self._shared.workers:
-                ctypes.memset(slot.outcomes, 0, ctypes.sizeof(slot.outcomes))
-                ctypes.memset(slot.lateness_buckets, 0, ctypes.sizeof(slot.lateness_buckets))
-                slot.lateness_max_ms = 0.0
-            pids = [totals.parent_pid, *(slot.pid for slot in self._shared.workers)]
-            totals.listen_overflows_at_reset = host_counters.listen_overflows()
-            totals.cpu_ticks_at_reset = host_counters.cpu_ticks(pids)
-        finally:
-            self._release()
+        with self._lock:
+            control = self._control
+            for slot, baseline in zip(self._shared.workers, self._shared.baselines, strict=True):
+                _copy_counters(slot.counters, baseline.counters)
+                baseline.cpu_ticks = host_counters.cpu_ticks([slot.pid])
+            control.max_in_flight_at_reset = sum(slot.in_flight for slot in self._shared.workers)
+            control.parent_cpu_ticks_at_reset = host_counters.cpu_ticks([control.parent_pid])
+            control.listen_overflows_at_reset = host_counters.listen_overflows()
+            control.epoch += 1
+
+
+def _copy_counters(source: _Counters, target: _Counters) -> None:
+    # Element by element (each one aligned 64-bit load), never a memmove of a live slot.
+    target.connections_accepted = source.connections_accepted
+    target.outcomes[:] = source.outcomes[:]
+    target.lateness_buckets[:] = source.lateness_buckets[:]
+
+
+def _worker_row(slot: _WorkerSlot, baseline: _Baseline, epoch: int) -> dict:
+    """One worker's figures since the last reset; keys with a leading _ are for merging only."""
+    counters, at_reset = slot.counters, baseline.counters
+    current_epoch = slot.epoch == epoch
+    cpu_ticks = host_counters.cpu_ticks([slot.pid]) - baseline.cpu_ticks
+    outcomes = [now - then for now, then in zip(counters.outcomes[:], at_reset.outcomes[:], strict=True)]
+    buckets = [
+        now - then
+        for now, then in zip(counters.lateness_buckets[:], at_reset.lateness_buckets[:], strict=True)
+    ]
+    return dict(zip(OUTCOMES, outcomes, strict=True)) | {
+        "pid": slot.pid,
+        "in_flight": slot.in_flight,
+        "open_connections": slot.open_connections,
+        "connections_accepted": counters.connections_accepted - at_reset.connections_accepted,
+        "cpu_seconds": round(cpu_ticks / host_counters.TICKS_PER_SECOND, 3),
+        "_cpu_ticks": cpu_ticks,
+        "_max_in_flight": slot.max_in_flight if current_epoch else 0,
+        "_lateness_max_ms": slot.lateness_max_ms if current_epoch else 0.0,
+        "_buckets": buckets,
+    }

@@ -82,6 +82,7 @@ def test_a_run_against_a_server_started_elsewhere_uses_its_stats(tmp_path):
                 "-p",
                 "no:cacheprovider",
                 f"--bench-server-url={server.base_url}",
+                "--bench-scenario=quick",
                 "--bench-strategies=threads",
                 "--bench-requests=5",
                 "--bench-delay-ms=50",
@@ -135,11 +136,14 @@ def test_requests_refused_by_the_servers_connection_cap_are_the_instruments_limi
 
     workload = Workload("http://127.0.0.1:1", requests=10, delay_ms=100, concurrency=10)
 
-    def info_for(message: str) -> dict:
+    def info_for(message: str, refused: int = 0) -> dict:
         failed = {"ok": 0, "errors": 10, "error_samples": {message: 10}, "round_failed": message}
+        failed["errors_http_503"] = refused
         return row_info(STRATEGIES["threads"], CLIENTS["raw"], workload, False, [], [failed])
 
-    capped = info_for("could not read the delay server before the round: HTTP Error 503: Service Unavailable")
+    capped = info_for(
+        "could not read the delay server before the round: HTTP Error 503: Service Unavailable", refused=10
+    )
     assert not capped["valid"] and capped["instrument_limited"]
     assert Capacity(delay_ms=100, asked=10, held=0).skip_reason(capped), "the row asked for 10, none held"
     broken = info_for("HTTP 500")

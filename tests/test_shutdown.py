@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis.results import UNMEASURED_KEY
 from bench.clients import CLIENTS
 from bench.harness.atomic_results import write_atomically
 from bench.harness.worker_process import WorkerError, WorkerProcess
@@ -98,6 +99,7 @@ def start_bench(tmp_path, *options) -> subprocess.Popen:
             "no:cacheprovider",
             f"--benchmark-storage=file://{tmp_path}",
             "--bench-processes=1",  # one worker per row: these tests are about stopping, not statistics
+            "--bench-scenario=quick",  # the workload each test shapes with --bench-requests and -delay-ms
             *options,
         ],
         cwd=PROJECT_ROOT,
@@ -253,3 +255,11 @@ def test_a_worker_killed_mid_run_fails_only_its_row(tmp_path):
     assert "1 failed, 1 passed" in output
     assert "threads[requests]: INVALID: " in output and "threads worker exited (status -9)" in output
     assert "gevent-pool" in output.split("memory, CPU and latency per round")[1]  # the tables still print
+    # Saved all the same (issue 19, item 1): INVALID, with its reason and null timings, and the
+    # round cut short never handed to pytest-benchmark as a time.
+    document = json.loads(next(tmp_path.rglob("*.json")).read_text())
+    [unmeasured] = document[UNMEASURED_KEY]
+    assert unmeasured["extra_info"]["strategy"] == "threads" and not unmeasured["extra_info"]["valid"]
+    assert "threads worker exited (status -9)" in unmeasured["extra_info"]["invalid_reason"]
+    assert unmeasured["stats"]["median"] is None and unmeasured["stats"]["data"] == []
+    assert "threads" not in {b["extra_info"]["strategy"] for b in document["benchmarks"]}

@@ -199,9 +199,10 @@ def test_the_versions_report_names_both_pythons_draws_the_chart_and_keeps_rows_a
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Python versions side by side" in text
     assert "Client Pythons: 3.11.7, 3.12.1." in text
-    assert "The delay server ran under one interpreter for every run: 3.11.7 (/srv/python3.11)" in text
-    assert "- server Python: `3.11.7 (main)` (/srv/python3.11)" in text
-    assert "- client Python: `3.12.1 (main)` (/py/3.12.1)" in text
+    assert "The delay server ran under one interpreter for every run: 3.11.7," in text
+    assert "- server Python: `3.11.7 (main)`" in text
+    assert "- client Python: `3.12.1 (main)`" in text
+    assert "/srv/python3.11" not in text, "no machine's path in a report"
     header = next(line for line in text.splitlines() if line.startswith("| strategy | speedup"))
     assert header.startswith("| strategy | speedup 3.11.7 | speedup 3.12.1 | CPU/request 3.11.7 |")
     # Each Python's speedup is against its own sequential row: 2.0 / 0.2 and 2.0 / 0.1.

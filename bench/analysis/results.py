@@ -2,6 +2,14 @@
 
 Used by the report and the gate; both refuse, with exit status 2, a file that is missing, is
 not pytest-benchmark JSON, or holds no row of this suite.
+
+Rows with no timed round are saved beside pytest-benchmark's rows instead of vanishing
+(issue 19, item 1). A row whose worker would not start, whose warm-up failed, or none of whose
+rounds ran to its end has no time to give pytest-benchmark, which cannot summarize no data
+and leaves the row out of its ``benchmarks`` list. Such a row is saved under its own key of the
+same document (``unmeasured_rows``, called by bench/conftest.py), with its ``extra_info``
+(INVALID, and why) and explicit null timings: ``pytest-benchmark compare`` reads only
+``benchmarks`` and still works; this module reads both.
 """
 
 from __future__ import annotations
@@ -10,9 +18,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_benchmark.stats import Stats
+
 from bench.analysis.summary import Row
 
-# Keys every row of this suite carries (the README's data contract); a file without them
+# Keys every row of this suite carries (the data contract, docs/reference/output.md); a file without them
 # was written by something else, or by a version this code cannot read.
 REQUIRED_KEYS = (
     "strategy",
@@ -27,6 +37,19 @@ REQUIRED_KEYS = (
     "monkey_patched",
     "valid",
 )
+
+
+UNMEASURED_KEY = "benchmarks_without_rounds"
+NULL_STATS = dict.fromkeys(Stats.fields) | {"rounds": 0, "data": [], "iterations": 1}
+
+
+def unmeasured_rows(benchmarks) -> list[dict]:
+    """This suite's benchmarks that had no round to hand over, as saved entries with null timings."""
+    return [
+        bench.as_dict(stats=False) | {"stats": dict(NULL_STATS)}
+        for bench in benchmarks
+        if bench.has_error and not bench.stats and "strategy" in bench.extra_info
+    ]
 
 
 # Strategies renamed when the client became an axis of its own: the name says the model only.
@@ -78,15 +101,16 @@ def parse_run(document, path: Path) -> Run:
     if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
         raise ResultsError(f"{path}: not pytest-benchmark JSON (no 'benchmarks' list)")
     rows = []
-    for bench in document["benchmarks"]:
+    unmeasured = document.get(UNMEASURED_KEY) or []
+    for bench in document["benchmarks"] + unmeasured:
         info = bench.get("extra_info") if isinstance(bench, dict) else None
         if not isinstance(info, dict) or "strategy" not in info:
             continue  # another suite's benchmark in the same file
         missing = [key for key in REQUIRED_KEYS if key not in info]
         if missing:
             raise ResultsError(f"{path}: row {bench.get('name')!r} lacks {', '.join(missing)}")
-        seconds = bench.get("stats", {}).get("data") or info.get("round_seconds")
-        if not seconds:
+        seconds = (bench.get("stats") or {}).get("data") or info.get("round_seconds")
+        if not seconds and info["valid"]:  # only an INVALID row may have no timed round
             raise ResultsError(f"{path}: row {bench.get('name')!r} has no round times")
         rows.append(Row(bench.get("group") or "", list(seconds), migrate(info)))
     if not rows:

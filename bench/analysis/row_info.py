@@ -1,6 +1,6 @@
 """Reduce a strategy's rounds to the ``extra_info`` of its pytest-benchmark row, and judge it.
 
-How each per-round figure becomes one number is the README's "How figures are reduced":
+How each per-round figure becomes one number is docs/reference/output.md's "how each is reduced":
 peaks (memory, threads, in-flight, server lateness) take the worst round, because a peak is
 a peak; CPU time, latency and harness overhead take the median round; ok and errors are
 those of the worst round.
@@ -8,6 +8,7 @@ those of the worst round.
 
 from __future__ import annotations
 
+import os
 import statistics
 
 from bench.clients import Client
@@ -38,15 +39,29 @@ def lateness_limit_ms(delay_ms: int) -> float:
     return max(SERVER_LATENESS_FLOOR_MS, SERVER_LATENESS_SHARE_OF_DELAY * delay_ms)
 
 
-def efficiency(ideal_seconds: float, cpu_seconds: float, median_seconds: float) -> tuple[float, str]:
+def efficiency(
+    ideal_seconds: float, cpu_seconds: float, median_seconds: float, cores: int = 1
+) -> tuple[float, str]:
     """How close the median round came to the best possible, and which bound binds.
 
     The bound is the larger of the server's delay, ceil(N / C) * D, and the client's own CPU
-    time on one core: with requests (~1.5 ms a request) the CPU term wins long before the
-    network does.
+    time spread over the cores it can use: with requests (~1.5 ms a request) the CPU term wins
+    long before the network does.
     """
-    bound = max(ideal_seconds, cpu_seconds)
-    return bound / median_seconds, ("cpu" if cpu_seconds > ideal_seconds else "delay")
+    cpu_bound = cpu_seconds / cores
+    return max(ideal_seconds, cpu_bound) / median_seconds, ("cpu" if cpu_bound > ideal_seconds else "delay")
+
+
+def efficiency_cores(strategy: Strategy, in_flight: int) -> int | None:
+    """The cores a row's client CPU can spread over: one process runs on one (the GIL), a pool
+    of processes on as many as it has processes (C and the worker) and the machine lets it use;
+    None where the usable cores are unknown (issue 19, item 6). The workers inherit the
+    parent's affinity (taskset) that ``sched_getaffinity`` reads."""
+    if not strategy.processes:
+        return 1
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return min(len(os.sched_getaffinity(0)), in_flight + 1)
 
 
 def _worst(rounds: list[dict], key: str):
@@ -67,11 +82,18 @@ def _ratio(value: float | None, divisor: float | None) -> float | None:
     return value / divisor if value is not None and divisor else None
 
 
-def _by_process(rounds: list[dict], key: str) -> list[list[float]]:
+def _by_process(rounds: list[dict], key) -> list[list[float]]:
+    """A figure of every round, grouped by worker process; ``key`` names it or computes it from a round."""
+    value = key if callable(key) else (lambda r: r[key])
     groups: dict[int, list[float]] = {}
     for r in rounds:
-        groups.setdefault(r.get("process", 0), []).append(r[key])
+        if (figure := value(r)) is not None:
+            groups.setdefault(r.get("process", 0), []).append(figure)
     return [groups[k] for k in sorted(groups)]
+
+
+def _per_inflight(r: dict) -> float | None:
+    return _ratio(r.get("peak_rss_above_idle_bytes"), r.get("client_max_in_flight"))
 
 
 def row_info(
@@ -93,7 +115,9 @@ def row_info(
     client_in_flight = _worst(complete, "client_max_in_flight")
     above_idle = _worst(complete, "peak_rss_above_idle_bytes")
     ideal = workload.ideal_seconds(allowed)
-    score, bound = efficiency(ideal, cpu_seconds, median_seconds) if complete else (None, None)
+    cores = efficiency_cores(strategy, allowed)
+    measured = complete and cores and cpu_seconds is not None
+    score, bound = efficiency(ideal, cpu_seconds, median_seconds, cores) if measured else (None, None)
     info = {
         "scenario": scenario,
         "strategy": strategy.name,
@@ -111,6 +135,9 @@ def row_info(
         "peak_rss_bytes": _worst(complete, "peak_rss_bytes"),
         "peak_rss_above_idle_bytes": above_idle,
         "peak_rss_first_round_bytes": warmup[0]["peak_rss_bytes"] if warmup else None,
+        # The untimed warm-up of each worker process: a pool's start-up (threads, processes),
+        # where the model has one, and the first connections; no timed round starts a pool.
+        "warmup_seconds": _median(warmup, "warmup_seconds"),
         "peak_rss_per_request_bytes": _ratio(above_idle, n),
         "peak_rss_per_inflight_bytes": _ratio(above_idle, client_in_flight),
         "cpu_seconds": cpu_seconds,
@@ -132,6 +159,8 @@ def row_info(
         "efficiency": score,
         "efficiency_bound": bound,
         "serialized": serialized_note(_worst(complete, "server_max_in_flight"), allowed),
+        # More than 1: the figure depends on the machine's cores, and the gate does not hold it fixed.
+        "efficiency_cores": cores,
         "cpu_bound": bool(
             client_in_flight is not None and client_in_flight < CPU_BOUND_IN_FLIGHT_SHARE * allowed
         ),
@@ -139,6 +168,11 @@ def row_info(
         "processes": len({r.get("process", 0) for r in rounds}),
         # The verdicts' bootstrap resamples these groups, then the rounds within each.
         "rounds_by_process": _by_process(complete, "round_trip_seconds"),
+        # ...and so do the closing summary's comparisons of what a waiting request costs.
+        "cpu_per_request_ms_by_process": _by_process(
+            complete, lambda r: _ratio(r.get("cpu_seconds"), n / 1000)
+        ),
+        "peak_rss_per_inflight_bytes_by_process": _by_process(complete, _per_inflight),
         "worker_wall_seconds": [r["wall_seconds"] for r in complete],
         "harness_overhead_ms": (
             statistics.median(r["round_trip_seconds"] - r["wall_seconds"] for r in complete) * 1000
@@ -147,6 +181,8 @@ def row_info(
         ),
     }
     reasons = invalid_reasons(info, rounds, workload)
+    if strategy.processes and complete:
+        reasons += process_pool_reasons(info, allowed)
     held = instrument_reasons(info, workload)
     if refused_by_server_cap(rounds):
         held.append(reasons[0])  # the failed requests' reason: all of them were the server's 503
@@ -157,10 +193,27 @@ def row_info(
     return info
 
 
+def process_pool_reasons(info: dict, pool_size: int) -> list[str]:
+    """A pool of processes measured as if it were the worker alone: its figures would be zeros."""
+    reasons = []
+    if (info["processes_peak"] or 0) < 2:
+        reasons.append(
+            f"{info['processes_peak']} process seen where a pool of {pool_size} runs: the pool's memory "
+            "and CPU are unknown (is /proc/PID/task/PID/children missing?)"
+        )
+    if info["cpu_seconds"] is None:
+        reasons.append("the pool's CPU time is unknown (/proc/PID/task/TID/schedstat is missing)")
+    return reasons
+
+
 def refused_by_server_cap(rounds: list[dict]) -> bool:
-    """Every failed request was a 503 from the server's connection cap (--max-connections)."""
-    messages = [message for r in rounds for message in r.get("error_samples", {})]
-    return bool(messages) and all("503" in message for message in messages)
+    """Every failed request was a 503 from the server's connection cap (--max-connections).
+
+    Counted exactly (each round's ``errors_http_503``), not judged from the few error messages
+    a round keeps as samples (issue 19, item 7).
+    """
+    errors = sum(r["errors"] for r in rounds)
+    return errors > 0 and sum(r.get("errors_http_503", 0) for r in rounds) == errors
 
 
 def instrument_reasons(info: dict, workload: Workload) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from bench.analysis.verdicts import speedup
-from bench.harness.memory import SUMMED_PSS
+from bench.harness.memory import PSS_METHOD_PREFIX
 from bench.strategies import TWIN_SUFFIX
 
 REFERENCE = "sequential"
@@ -66,8 +66,17 @@ class Row:
         return self.info.get("rounds_by_process") or [self.round_seconds]
 
     @property
-    def median_seconds(self) -> float:
-        return statistics.median(self.round_seconds)
+    def median_seconds(self) -> float | None:
+        """None for a row that has no timed round (always INVALID)."""
+        return statistics.median(self.round_seconds) if self.round_seconds else None
+
+    @property
+    def min_seconds(self) -> float | None:
+        return min(self.round_seconds, default=None)
+
+    @property
+    def max_seconds(self) -> float | None:
+        return max(self.round_seconds, default=None)
 
     @property
     def valid(self) -> bool:
@@ -75,11 +84,14 @@ class Row:
 
 
 def rows_from_session(benchmarks) -> list[Row]:
-    """The suite's rows among pytest-benchmark's finished benchmarks, in run order."""
+    """The suite's rows among pytest-benchmark's finished benchmarks, in run order.
+
+    A row with no timed round is there too, with no round times (bench/analysis/results.py, unmeasured_rows).
+    """
     return [
         Row(bench.group or "", list(bench.stats.data), bench.extra_info)
         for bench in benchmarks
-        if bench.stats and not bench.has_error and "strategy" in bench.extra_info
+        if "strategy" in bench.extra_info and (bench.stats or bench.has_error)
     ]
 
 
@@ -109,7 +121,7 @@ def notes(info: dict) -> str:
         )
     if info["monkey_patched"]:
         marks.append("patched")
-    if info.get("memory_method") == SUMMED_PSS:
+    if (info.get("memory_method") or "").startswith(PSS_METHOD_PREFIX):  # older runs sampled it mid-round
         marks.append(f"memory: summed PSS of {info['processes_peak']} processes")
     return ", ".join(marks)
 
@@ -121,6 +133,7 @@ MEMORY_COLUMNS = (
     "per request",
     "per in-flight",
     "1st round",
+    "warm-up",
     "in flight",
     "CPU/request",
     "p50/p99 ms",
@@ -139,6 +152,7 @@ def memory_cells(info: dict) -> tuple[str, ...]:
         format_bytes(info["peak_rss_per_request_bytes"]),
         format_bytes(info["peak_rss_per_inflight_bytes"]),
         format_bytes(info["peak_rss_first_round_bytes"]),
+        "-" if info.get("warmup_seconds") is None else f"{info['warmup_seconds'] * 1000:.0f} ms",
         str(info["client_max_in_flight"] if info["client_max_in_flight"] is not None else "-"),
         "-" if info["cpu_per_request_ms"] is None else f"{info['cpu_per_request_ms']:.2f} ms",
         f"{_ms(info['latency_p50_ms'])}/{_ms(info['latency_p99_ms'])}",
@@ -185,7 +199,7 @@ def _compared_with_reference(row: Row, rows: list[Row]) -> Row | None:
 def verdict_lines(rows: list[Row]) -> list[str]:
     width = max(len(row.label) for row in rows) + 1
     pairs = head_to_heads(rows)
-    # Every interval printed for this workload shares one 95% (README, "Verdicts").
+    # Every interval printed for this workload shares one 95% (docs/reference/statistics.md, "Verdicts").
     comparisons = sum(_compared_with_reference(row, rows) is not None for row in rows) + len(pairs)
     lines = []
     for row in rows:
@@ -310,8 +324,11 @@ def efficiency_text(info: dict) -> str:
     if info["efficiency"] is None:
         return "efficiency unknown"
     text = f"efficiency {info['efficiency']:.2f}"
+    cores = info.get("efficiency_cores") or 1
     if info["efficiency_bound"] == "cpu":
-        text += " (bound by client CPU, not by the delay)"
+        text += " (bound by client CPU" + (f" on {cores} cores" if cores > 1 else "") + ", not by the delay)"
+    elif cores > 1:
+        text += f" (its CPU spread over {cores} cores)"
     return text
 
 

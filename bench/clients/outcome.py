@@ -7,12 +7,18 @@ timing the request and turning any failure into a counted error live here.
 from __future__ import annotations
 
 import time
+from http import HTTPStatus
 
 from bench.workload import Outcome, describe_error
 
 
 def status_error(status: int) -> str | None:
     return None if status == 200 else f"HTTP {status}"
+
+
+# What the delay server answers past its connection cap (--max-connections): a request's error
+# is this exact status, never a message that happens to contain "503".
+REFUSED_BY_CAP = status_error(HTTPStatus.SERVICE_UNAVAILABLE)
 
 
 def blocking_fetch_from(get, error_of=status_error):

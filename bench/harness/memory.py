@@ -10,7 +10,10 @@ from pathlib import Path
 
 # How a row's memory was measured (its extra_info's memory_method).
 VMHWM = "VmHWM: the worker's resident high-water mark"
-SUMMED_PSS = "summed PSS of the worker and its processes, sampled every 20 ms or more"
+PSS_METHOD_PREFIX = "summed PSS of the worker and its processes"
+# Read once after each round, not sampled during it (issue 19, item 4): runs saved before say
+# "sampled every 20 ms or more".
+SUMMED_PSS = f"{PSS_METHOD_PREFIX}, read after each round, outside its timer"
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")

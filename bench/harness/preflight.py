@@ -27,7 +27,7 @@ from bench.workload import Workload
 BURST_STRATEGY, BURST_CLIENT = "asyncio-gather", "raw"
 # Each halving costs one burst (about the delay plus a second here); three keep it cheap.
 ATTEMPTS = 3
-README_SECTION = "README, 'The instrument's capacity'"
+CAPACITY_DOCS = "docs/reference/capacity.md, 'The instrument's capacity'"
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Capacity:
         if info.get("instrument_limited") and in_flight > self.held:
             return (
                 f"the instrument cannot hold it: {in_flight} in flight, beyond what the preflight "
-                f"measured ({self.describe()}); the row said: {info['invalid_reason']}. See {README_SECTION}"
+                f"measured ({self.describe()}); the row said: {info['invalid_reason']}. See {CAPACITY_DOCS}"
             )
         return None
 
@@ -66,10 +66,11 @@ class Capacity:
         return asdict(self)
 
 
-def measure_capacity(server, workload: Workload, in_flight: int) -> Capacity:
+def measure_capacity(server, workload: Workload, in_flight: int, attempts: int = ATTEMPTS) -> Capacity:
+    """Bursts of ``in_flight``, halved until one is held, ``attempts`` at most (a ladder's rung: 1)."""
     capacity = Capacity(workload.delay_ms, in_flight)
     n = in_flight
-    for _ in range(ATTEMPTS):
+    for _ in range(attempts):
         burst = _burst(server, replace(workload, requests=n, concurrency=n, fault_query=""))
         capacity.bursts.append(burst)
         if burst["held"]:

@@ -9,6 +9,7 @@ submit, with the fork context) and every worker's own.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -18,6 +19,22 @@ class TreeSample(NamedTuple):
     processes: int
     threads: int
     pss_bytes: int | None  # None when not asked for: smaps_rollup costs ~0.1 ms a process
+
+
+def missing_facilities(pid: int | None = None) -> list[str]:
+    """What this Linux lacks to measure a pool of processes, said once at start; empty when nothing.
+
+    Without them the pool's processes, or their CPU time, would silently read as zero
+    (issue 19, item 5): a pool row is then INVALID (bench/analysis/row_info.py).
+    """
+    pid = pid or os.getpid()
+    needs = {
+        f"/proc/{pid}/task/{pid}/children": "a pool's processes cannot be found: "
+        "their count, memory and CPU are unknown (the kernel lacks CONFIG_PROC_CHILDREN)",
+        f"/proc/{pid}/task/{pid}/schedstat": "a pool's processes' CPU time is unknown "
+        "(the kernel lacks CONFIG_SCHED_INFO)",
+    }
+    return [f"{path} is missing: {why}" for path, why in needs.items() if not Path(path).exists()]
 
 
 def descendants(pid: int) -> list[int]:
@@ -65,13 +82,15 @@ def sample(pid: int, with_pss: bool) -> TreeSample:
     return TreeSample(processes, threads, pss if with_pss else None)
 
 
-def descendants_cpu_seconds(pid: int) -> float:
-    """CPU time of the processes below ``pid`` that are alive, to the nanosecond.
+def descendants_cpu_seconds(pid: int) -> float | None:
+    """CPU time of the processes below ``pid`` that are alive, to the nanosecond; None if unknown.
 
     getrusage(RUSAGE_CHILDREN) counts children only once they are reaped, and a pool's
     processes live across rounds; /proc/PID/stat counts in 10 ms ticks. The first field of
-    each thread's schedstat is its time on a CPU in ns.
+    each thread's schedstat is its time on a CPU in ns. Without schedstat it is unknown, not 0.
     """
+    if not Path(f"/proc/{pid}/task/{pid}/schedstat").exists():
+        return None
     total_ns = 0
     for child in descendants(pid):
         for schedstat in Path(f"/proc/{child}/task").glob("*/schedstat"):
@@ -83,27 +102,24 @@ def descendants_cpu_seconds(pid: int) -> float:
 class TreeSampler:
     """The peaks of one round over a worker's tree, sampled whenever ``sample_if_due`` is called.
 
-    PSS is read only if asked (a pool of processes), at most every ``interval_s`` and never
-    more than a fifth of the time: reading 200 processes' smaps_rollup takes ~20 ms, CPU the
-    strategy being measured would otherwise lose.
+    Every row gets this same sampler: its processes and their threads, read at most every
+    ``interval_s`` and never more than a fifth of the time. PSS is never read during a round
+    (smaps_rollup costs ~0.1 ms a process, CPU the pool being timed would lose): a pool's PSS
+    is read after the round, outside its timer (issue 19, item 4; ``WorkerProcess.details``).
     """
 
-    def __init__(self, pid: int, with_pss: bool, interval_s: float) -> None:
+    def __init__(self, pid: int, interval_s: float) -> None:
         self.pid = pid
-        self.with_pss = with_pss
         self.interval_s = interval_s
         self.processes_peak = self.threads_peak = 0
-        self.pss_peak_bytes: int | None = None
         self._due = 0.0
 
     def sample_if_due(self) -> None:
         started = time.monotonic()
         if started < self._due:
             return
-        tree = sample(self.pid, self.with_pss)
+        tree = sample(self.pid, with_pss=False)
         self.processes_peak = max(self.processes_peak, tree.processes)
         self.threads_peak = max(self.threads_peak, tree.threads)
-        if tree.pss_bytes is not None and tree.processes:
-            self.pss_peak_bytes = max(self.pss_peak_bytes or 0, tree.pss_bytes)
         took = time.monotonic() - started
         self._due = started + max(self.interval_s, 5 * took)

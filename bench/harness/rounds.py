@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import urllib.error
+from http import HTTPStatus
 
 from bench.harness import kernel
 from bench.harness.worker_process import WorkerError, WorkerProcess
@@ -48,7 +49,11 @@ class RoundRecorder:
             # count other programs' overflows (the counter covers the whole network namespace).
             overflows_before = kernel.listen_overflows() if self.server else 0
         except (OSError, urllib.error.URLError) as exc:
-            self._fail(f"could not read the delay server before the round: {exc}", seconds=None)
+            # A 503 here is the server's connection cap refusing the referee's own request.
+            refused = isinstance(exc, urllib.error.HTTPError) and exc.code == HTTPStatus.SERVICE_UNAVAILABLE
+            self._fail(
+                f"could not read the delay server before the round: {exc}", seconds=None, refused=refused
+            )
             return
         started = time.perf_counter()
         try:
@@ -82,17 +87,26 @@ class RoundRecorder:
         if status is not None:
             raise OSError(f"the delay server exited (status {status}) during the run")
 
-    def _fail(self, reason: str, seconds: float | None) -> None:
+    def _fail(self, reason: str, seconds: float | None, refused: bool = False) -> None:
         self.failure = reason
-        self.rounds.append(failed_round(self.worker.workload.requests, reason, self.process, seconds))
+        self.rounds.append(
+            failed_round(self.worker.workload.requests, reason, self.process, seconds, refused)
+        )
 
 
-def failed_round(requests: int, reason: str, process: int, seconds: float | None = None) -> dict:
-    """A round that could not finish: every request of it counts as an error, with this reason."""
+def failed_round(
+    requests: int, reason: str, process: int, seconds: float | None = None, refused: bool = False
+) -> dict:
+    """A round that could not finish: every request of it counts as an error, with this reason.
+
+    ``refused``: the server answered 503, its connection cap's refusal, so every request of the
+    round counts as refused by the cap.
+    """
     return {
         "ok": 0,
         "errors": requests,
         "error_samples": {reason: requests},
+        "errors_http_503": requests if refused else 0,
         "round_failed": reason,
         "process": process,
         "timed_seconds": seconds,

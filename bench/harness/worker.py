@@ -29,6 +29,7 @@ import time
 from collections import Counter
 
 from bench.clients import BLOCKING, CLIENTS, NO_CLIENT, Client
+from bench.clients.outcome import REFUSED_BY_CAP
 from bench.harness import loops, memory, process_tree
 from bench.harness.cpu_task import cpu_task
 from bench.harness.timeline import round_details
@@ -77,7 +78,8 @@ class Runner:
         asynchronous = strategy.api != BLOCKING
         self.loop = loops.new_loop(strategy.loop) if strategy.loop else None
         self.processes = strategy.processes
-        self.pool = None  # a process pool, opened by the first round (the warm-up) and kept
+        self.pooled = strategy.pooled
+        self.pool = None  # a pool of workers, opened by the first round (the warm-up) and kept
         if strategy.processes:
             # What each pool process calls to make its client. One client made here first
             # imports the library before the fork, as a script importing it at the top would.
@@ -99,10 +101,10 @@ class Runner:
         self.straggler_timeout_s = 2 * workload.timeout_s + workload.delay_ms / 1000
 
     def send_all(self, urls: list[str]) -> list:
-        if self.processes:
+        if self.pooled:
             if self.pool is None:
                 self.pool = self.module.open_pool(self.fetch, self.concurrency)
-            return self.module.run(self.pool, urls, self.concurrency)
+            return self.module.run(self.pool, self.fetch, urls)
         if self.loop:
             return self.loop.run_until_complete(self.module.run(self.fetch, urls, self.concurrency))
         return self.module.run(self.fetch, urls, self.concurrency)
@@ -115,10 +117,14 @@ class Runner:
             "peak_rss_bytes": memory.peak_rss_bytes() - self.rss_before,
         }
 
-    def cpu_seconds(self) -> float:
-        """The worker's CPU time, and its pool processes' (alive across rounds, so never reaped)."""
+    def cpu_seconds(self) -> float | None:
+        """The worker's CPU time, and its pool processes' (alive across rounds, so never reaped).
+
+        None when the pool's is unknown (no schedstat): never the worker's alone, passed off as the tree's.
+        """
         if self.processes:
-            return cpu_seconds() + process_tree.descendants_cpu_seconds(os.getpid())
+            pool = process_tree.descendants_cpu_seconds(os.getpid())
+            return None if pool is None else cpu_seconds() + pool
         return cpu_seconds()
 
     def prepare_round(self) -> None:
@@ -141,7 +147,8 @@ class Runner:
             outcomes, round_error = [], describe_error(exc)
             self._wait_for_stragglers()
         wall_seconds = time.perf_counter() - started
-        cpu = self.cpu_seconds() - cpu_before
+        cpu_after = self.cpu_seconds()
+        cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
         peak_rss = memory.peak_rss_bytes()
 
         self.last_outcomes, self.last_started, self.last_error = outcomes, started, round_error
@@ -171,6 +178,8 @@ class Runner:
             "ok": ok,
             "errors": len(self.urls) - ok,
             "error_samples": dict(errors.most_common(ERROR_SAMPLES)),
+            # Counted exactly, whatever the samples kept: the row's "refused by the server's cap".
+            "errors_http_503": errors[REFUSED_BY_CAP],
             **round_details(finished, self.last_started),
         }
 

@@ -29,8 +29,8 @@ IMPORT_BEFORE_PATCH = "COROUTINE_BENCH_IMPORT_BEFORE_PATCH"
 STARTUP_TIMEOUT_S = 30.0
 # Short-lived threads are only seen if we look often; one read of /proc costs ~20 µs.
 THREAD_SAMPLE_INTERVAL_S = 0.001
-# The worker's whole tree (its processes, their threads, and for a pool of processes their PSS):
-# a process pool's members live across rounds, so a slower look still sees every one of them.
+# The worker's whole tree (its processes and their threads): a process pool's members live
+# across rounds, so a slower look still sees every one of them.
 TREE_SAMPLE_INTERVAL_S = 0.020
 # On top of the worst case where every wave of requests runs into its timeout.
 ROUND_DEADLINE_SLACK_S = 30.0
@@ -77,6 +77,7 @@ class WorkerProcess:
         self.event_loop: str | None = None  # what the worker found running its coroutines
         # A pool of processes is measured by the PSS of its whole tree (design rule 6).
         self._pss_idle = self._pss_before = None
+        self._last_round: dict = {}
         self._process: subprocess.Popen | None = None
         self._selector = selectors.DefaultSelector()
         self._buffer = b""
@@ -109,7 +110,7 @@ class WorkerProcess:
             self.monkey_patched = ready["monkey_patched"]
             self.event_loop = ready.get("event_loop")
             if self.strategy.processes:  # before the pool exists: the worker alone
-                self._pss_idle = self._pss_before = process_tree.sample(self.pid, with_pss=True).pss_bytes
+                self._pss_idle = self._pss_before = self._tree_pss()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -146,14 +147,12 @@ class WorkerProcess:
     def run_round(self) -> dict:
         """Run one round; the result carries the worker's figures plus the OS threads we saw.
 
-        For a pool of processes, its memory figures are those of the whole tree (summed PSS);
-        the worker's own VmHWM figure is kept beside them.
+        Nothing but the round happens between the command and its answer: a pool's memory is
+        read afterwards, by ``details`` (issue 19, item 4).
         """
         started = time.perf_counter()
         threads_peak = [0]
-        tree = process_tree.TreeSampler(
-            self.pid, self.strategy.processes, max(TREE_SAMPLE_INTERVAL_S, self.sample_interval_s)
-        )
+        tree = process_tree.TreeSampler(self.pid, max(TREE_SAMPLE_INTERVAL_S, self.sample_interval_s))
 
         def on_idle() -> None:
             self._sample_threads(threads_peak)
@@ -165,28 +164,56 @@ class WorkerProcess:
         result["processes_peak"] = tree.processes_peak
         result["event_loop"] = self.event_loop
         result["memory_method"] = memory.VMHWM
-        if self.strategy.processes and tree.pss_peak_bytes is not None:
-            result["worker_peak_rss_above_idle_bytes"] = result["peak_rss_above_idle_bytes"]
-            result["peak_rss_bytes"] = tree.pss_peak_bytes - self._pss_before
-            result["peak_rss_above_idle_bytes"] = tree.pss_peak_bytes - self._pss_idle
-            result["memory_method"] = memory.SUMMED_PSS
+        self._last_round = result
         return result
 
     def warm_up(self) -> dict:
-        """Prime the fresh worker: ok count and peak memory of ``Workload.warmup_urls``."""
-        return self._ask("warmup", self.round_deadline_s())
+        """Prime the fresh worker: ok count, peak memory and time of ``Workload.warmup_urls``.
+
+        The warm-up is where a pooled strategy starts its pool (issue 19, item 3): its time is
+        that start-up plus the first connections, reported as a figure of its own.
+        """
+        started = time.perf_counter()
+        answer = self._ask("warmup", self.round_deadline_s())
+        answer["warmup_seconds"] = time.perf_counter() - started
+        if self.strategy.processes:
+            # The pool was forked by this warm-up: the cold figure is the tree's, above the worker
+            # alone (issue 19, item 2), and the first timed round starts from the tree as it is now.
+            answer |= {"worker_peak_rss_bytes": answer["peak_rss_bytes"]} | self._tree_memory(self._pss_idle)
+        return answer
 
     def measure_round(self) -> dict:
         """A round and its details together, for callers that do not time it themselves."""
         return self.run_round() | self.details()
 
     def details(self, timeline: bool = False) -> dict:
-        """The last round's ok/errors, latency and in-flight; with ``timeline``, every request's span."""
+        """The last round's ok/errors, latency and in-flight; with ``timeline``, every request's span.
+
+        For a pool of processes, also the round's memory: the summed PSS of the whole tree, read
+        here, after the round's timer stopped (the pool's processes persist, so what they grew
+        to is still mapped); the worker's own VmHWM figure is kept beside it.
+        """
         answer = self._ask("timeline" if timeline else "details", DETAILS_TIMEOUT_S)
-        if self.strategy.processes:
-            # The next round starts from here: sampled now, outside the timed round.
-            self._pss_before = process_tree.sample(self.pid, with_pss=True).pss_bytes
+        if self.strategy.processes and self._last_round:
+            worker_figure = self._last_round["peak_rss_above_idle_bytes"]
+            answer |= {"worker_peak_rss_above_idle_bytes": worker_figure} | self._tree_memory(
+                self._pss_before
+            )
+            self._last_round = {}
         return answer
+
+    def _tree_memory(self, since: int) -> dict:
+        """The tree's summed PSS now, above ``since`` and above the idle worker; the next round starts from it."""
+        pss = self._tree_pss()
+        self._pss_before = pss
+        return {
+            "peak_rss_bytes": pss - since,
+            "peak_rss_above_idle_bytes": pss - self._pss_idle,
+            "memory_method": memory.SUMMED_PSS,
+        }
+
+    def _tree_pss(self) -> int:
+        return process_tree.sample(self.pid, with_pss=True).pss_bytes
 
     def _ask(self, command: str, timeout_s: float, on_idle=None) -> dict:
         try:

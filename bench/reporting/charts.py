@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from bench.analysis.summary import REFERENCE, Row
 from bench.clients import CLIENTS
@@ -45,55 +46,107 @@ def _strategy_legend(fig, names: list[str], extra: list | None = None) -> None:
     fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False, fontsize=9)
 
 
-def side_by_side(groups: dict[str, list[Row]], path: Path) -> Path:
-    """Wall time and peak memory per strategy, one column per workload, sequential as reference."""
-    columns = len(groups)
-    fig, axes = plt.subplots(2, columns, figsize=(WIDTH_IN, 7.5), squeeze=False)
-    names = []
-    for column, (group, rows) in enumerate(groups.items()):
-        time_ax, memory_ax = axes[0][column], axes[1][column]
-        labels = [row.label for row in rows]
-        strategies = [row.strategy for row in rows]
-        names += [name for name in strategies if name not in names]
-        x = range(len(rows))
-        medians = [row.median_seconds for row in rows]
-        low = [m - min(row.round_seconds) for m, row in zip(medians, rows, strict=True)]
-        high = [max(row.round_seconds) - m for m, row in zip(medians, rows, strict=True)]
-        bars = time_ax.bar(x, medians, yerr=[low, high], capsize=3, color=[colour(n) for n in strategies])
-        memory = [(row.info.get("peak_rss_above_idle_bytes") or 0) / MIB for row in rows]
-        memory_bars = memory_ax.bar(x, memory, color=[colour(n) for n in strategies])
-        for ax_bars, ax in ((bars, time_ax), (memory_bars, memory_ax)):
-            for bar, row in zip(ax_bars, rows, strict=True):
-                if row.strategy == REFERENCE:
-                    bar.set_edgecolor("black")
-                    bar.set_linewidth(1.5)
-                if not row.valid:
-                    bar.set_hatch("//")
-                    ax.annotate(
-                        "INVALID",
-                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center",
-                        fontsize=7,
-                    )
-        reference = next((row for row in rows if row.strategy == REFERENCE), None)
-        if reference:
-            time_ax.axhline(reference.median_seconds, color="grey", linestyle="--", linewidth=1)
-        # Log scale only when sequential dwarfs the rest; a narrow range reads better linear.
-        spread = max(max(row.round_seconds) for row in rows) / max(min(medians), 1e-9)
-        time_ax.set_yscale("log" if spread > 10 else "linear")
-        time_ax.set_title(group, fontsize=9)
-        time_ax.set_ylabel("wall time per round (s" + (", log scale)" if spread > 10 else ")"))
-        memory_ax.set_ylabel("peak RSS above idle worker (MiB)")
-        time_ax.set_xticks(list(x), [])
-        memory_ax.set_xticks(list(x), labels, rotation=35, ha="right", fontsize=8)
-        memory_ax.set_xlabel("strategy[client]")
-        for ax in (time_ax, memory_ax):
-            ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Side by side: wall time (median, bars span min-max) and peak memory per strategy")
-    extra = [Line2D([], [], color="grey", linestyle="--", label="sequential (reference)")]
-    _strategy_legend(fig, names, extra)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+def headline(ladder: dict[int, list[Row]], path: Path) -> Path:
+    """What one waiting request costs each model, memory and CPU, against requests in flight (log x).
+
+    From the ladder: one line per model, all with the raw client, so the gap between lines is
+    the model's own cost. x is the most requests the model really had in flight in its worst
+    round: a model too slow to send them all before the first answers sits left of its rung.
+    """
+    fig, (memory_ax, cpu_ax) = plt.subplots(1, 2, figsize=(WIDTH_IN, 4.6))
+    lines: dict[str, list[Row]] = {}
+    for _, rows in sorted(ladder.items()):
+        for row in rows:
+            if row.valid and row.info.get("client_max_in_flight"):
+                lines.setdefault(row.label, []).append(row)
+    for label, rows in lines.items():
+        strategy = rows[0].strategy
+        style = {
+            "color": colour(strategy),
+            "marker": MARKERS.get(strategy, "o"),
+            "markersize": 7,
+            "label": label,
+        }
+        in_flight = [row.info["client_max_in_flight"] for row in rows]
+        memory_ax.plot(in_flight, [row.info["peak_rss_per_inflight_bytes"] / 1024 for row in rows], **style)
+        cpu_ax.plot(in_flight, [row.info["cpu_per_request_ms"] for row in rows], **style)
+    memory_ax.set_ylabel("memory per waiting request (KiB)")
+    memory_ax.set_title("memory: peak RSS above the idle worker / in flight", fontsize=9)
+    cpu_ax.set_ylabel("CPU per request (ms, user + sys)")
+    cpu_ax.set_title("CPU: the worker's CPU time / requests", fontsize=9)
+    for ax in (memory_ax, cpu_ax):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))  # 1,000, not 10^3
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("requests in flight (measured, log scale)")
+        ax.grid(alpha=0.3, which="both")
+    client = next((rows[0].client for rows in lines.values()), "raw")
+    fig.suptitle(f"What one waiting request costs each model ({client} client: the gap is the model's own)")
+    handles, labels = memory_ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
     return _save(fig, path)
+
+
+def side_by_side(groups: dict[str, list[Row]], path: Path) -> Path:
+    """Wall time and peak memory per strategy, a row of two panels per workload, sequential as reference.
+
+    Horizontal bars, so that every ``strategy[client]`` label reads level beside its bar.
+    """
+    heights = [len(rows) + 2 for rows in groups.values()]
+    fig, axes = plt.subplots(
+        len(groups),
+        2,
+        figsize=(WIDTH_IN, 0.26 * sum(heights) + 1.0),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for (time_ax, memory_ax), (group, rows) in zip(axes, groups.items(), strict=True):
+        y = range(len(rows))
+        colours = [colour(row.strategy) for row in rows]
+        # A row with no timed round (INVALID) gets an empty bar.
+        medians = [row.median_seconds or 0.0 for row in rows]
+        low = [m - (row.min_seconds or m) for m, row in zip(medians, rows, strict=True)]
+        high = [(row.max_seconds or m) - m for m, row in zip(medians, rows, strict=True)]
+        bars = time_ax.barh(y, medians, xerr=[low, high], capsize=2, color=colours)
+        memory = [(row.info.get("peak_rss_above_idle_bytes") or 0) / MIB for row in rows]
+        memory_bars = memory_ax.barh(y, memory, color=colours)
+        for ax_bars, ax in ((bars, time_ax), (memory_bars, memory_ax)):
+            _mark_reference_and_invalid(ax, ax_bars, rows)
+        reference = next((row for row in rows if row.strategy == REFERENCE), None)
+        if reference and reference.median_seconds is not None:
+            time_ax.axvline(reference.median_seconds, color="grey", linestyle="--", linewidth=1)
+        # Log scale only when sequential dwarfs the rest; a narrow range reads better linear.
+        timed = [row for row in rows if row.round_seconds]
+        spread = max((row.max_seconds for row in timed), default=1.0) / max(
+            min((row.median_seconds for row in timed), default=1.0), 1e-9
+        )
+        time_ax.set_xscale("log" if spread > 10 else "linear")
+        time_ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))  # 0.1, not 10^-1
+        time_ax.set_yticks(list(y), [row.label for row in rows], fontsize=8)
+        memory_ax.set_yticks(list(y), [])
+        time_ax.set_title(group, fontsize=9, loc="left")
+        for ax in (time_ax, memory_ax):
+            ax.invert_yaxis()  # the first row on top, as in the tables
+            ax.grid(axis="x", alpha=0.3)
+            ax.tick_params(axis="x", labelsize=8)
+    axes[-1][0].set_xlabel("wall time per round (s); median, whiskers min-max; dashed: sequential")
+    axes[-1][1].set_xlabel("peak RSS above the idle worker (MiB)")
+    fig.suptitle("Side by side: wall time and peak memory per strategy[client]")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return _save(fig, path)
+
+
+def _mark_reference_and_invalid(ax, bars, rows: list[Row]) -> None:
+    for bar, row in zip(bars, rows, strict=True):
+        if row.strategy == REFERENCE:
+            bar.set_edgecolor("black")
+            bar.set_linewidth(1.5)
+        if not row.valid:
+            bar.set_hatch("//")
+            ax.annotate(
+                " INVALID", (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=7
+            )
 
 
 def scaling(sweep: dict[int, list[Row]], path: Path) -> Path:
@@ -167,8 +220,8 @@ def timeline(rows: list[Row], group: str, path: Path) -> Path:
 
 def cpu_control(io_rows: list[Row], io_group: str, cpu_rows: list[Row], cpu_group: str, path: Path) -> Path:
     """Speedup over sequential on IO beside the same on CPU-bound work: the GIL's half of the story."""
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH_IN, 4.8))
-    names = []
+    tallest = max(len(io_rows), len(cpu_rows))
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH_IN, 0.3 * tallest + 1.6))
     for ax, rows, group, kind in (
         (axes[0], io_rows, io_group, "IO-bound"),
         (axes[1], cpu_rows, cpu_group, "CPU-bound"),
@@ -178,21 +231,19 @@ def cpu_control(io_rows: list[Row], io_group: str, cpu_rows: list[Row], cpu_grou
             row for row in rows if row.valid and reference
         ]  # one sequential row: the CPU task has no client
         speedups = [reference.median_seconds / row.median_seconds for row in shown] if reference else []
-        ax.bar(range(len(shown)), speedups, color=[colour(row.strategy) for row in shown])
+        y = range(len(shown))
+        ax.barh(y, speedups, color=[colour(row.strategy) for row in shown])
         for i, value in enumerate(speedups):
-            ax.annotate(f"{value:.1f}x", (i, value), ha="center", va="bottom", fontsize=8)
-        ax.axhline(1, color="grey", linestyle="--", linewidth=1)
-        ax.set_ylim(0, max([*speedups, 1]) * 1.15)  # room for the value labels
-        ax.set_xticks(range(len(shown)), [row.label for row in shown], rotation=35, ha="right", fontsize=8)
-        ax.set_xlabel("strategy[client]")
-        ax.set_ylabel("speedup over sequential (x)")
-        ax.set_title(f"{kind}: {group}", fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-        names += [row.strategy for row in shown if row.strategy not in names]
+            ax.annotate(f" {value:.1f}x", (value, i), va="center", fontsize=8)
+        ax.axvline(1, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlim(0, max([*speedups, 1]) * 1.2)  # room for the value labels
+        ax.set_yticks(list(y), [row.label for row in shown], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("speedup over sequential (x); dashed: as fast as sequential")
+        ax.set_title(f"{kind}: {group}", fontsize=9, loc="left")
+        ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Where coroutines win, and where nothing does: IO against CPU-bound work")
-    extra = [Line2D([], [], color="grey", linestyle="--", label="as fast as sequential")]
-    _strategy_legend(fig, names, extra)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.94))
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     return _save(fig, path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -12,8 +13,8 @@ from importlib import metadata
 
 import pytest
 
-# bench.versions runs the suite under several Pythons against one delay server, run by the
-# interpreter named here, so that only the client's Python changes between the runs.
+# bench.versions runs the suite under several Pythons; each run starts its own delay server, all
+# under the interpreter named here, so that only the client's Python changes between the runs.
 SERVER_PYTHON_VARIABLE = "COROUTINE_BENCH_SERVER_PYTHON"
 
 # Which delay server the run used, set by the delay_server fixture (conftest.py).
@@ -60,6 +61,19 @@ def python_of(executable: str) -> dict:
         return json.loads(done.stdout)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         return {"version": f"unknown ({type(exc).__name__})", "executable": executable}
+
+
+# An absolute path's folders, at the start of a word or of an option's value (file:// too).
+_FOLDERS = re.compile(r"(?:(?<=[\s=])|^)(file://)?/(?:[^\s'\"/]+/)+")
+
+
+def portable(command: str) -> str:
+    """The command with every absolute path cut to its last part (``…/run.json``).
+
+    Where the files of one run went on one machine reproduces nothing elsewhere, and a
+    committed report must not carry a machine's paths (issue 16).
+    """
+    return _FOLDERS.sub(lambda match: (match.group(1) or "") + "…/", command)
 
 
 def run_context(config) -> dict:

@@ -106,12 +106,16 @@ def versions_tables(runs: list[Run]) -> dict[str, tuple[tuple[str, ...], list[tu
 
 
 def python_facts(context: dict) -> list[str]:
-    """The client's and the delay server's interpreters, as a saved run recorded them."""
+    """The client's and the delay server's interpreters, as a saved run recorded them.
+
+    Their versions only: where an interpreter lives on the machine that ran is no one else's
+    business and reproduces nothing (issue 16).
+    """
     facts = []
     for side in ("client", "server"):
         python = context.get(f"{side}_python")
         if python:
-            facts.append(f"{side} Python: `{' '.join(python['version'].split())}` ({python['executable']})")
+            facts.append(f"{side} Python: `{' '.join(python['version'].split())}`")
     return facts
 
 
@@ -119,9 +123,7 @@ def _server_pythons(runs: list[Run]) -> list[str]:
     seen = []
     for run in runs:
         server = run.context.get("server_python") or {}
-        text = (
-            f"{server.get('version', '?').split()[0]} ({server.get('executable', '?')})" if server else None
-        )
+        text = server.get("version", "?").split()[0] if server else None
         if text and text not in seen:
             seen.append(text)
     return seen

@@ -1,8 +1,8 @@
 """The registry: every strategy by name. Adding one is a module here plus one entry below.
 
 Each module exposes ``run(fetch, urls, concurrency) -> list[Outcome]`` and nothing else
-(``async def run`` for those with an event loop; a process pool's ``run`` is given its pool,
-see ``processes``). A strategy names the model only; the HTTP client
+(``async def run`` for those with an event loop), except a pool of workers (see ``pooled``).
+A strategy names the model only; the HTTP client
 is the other axis (``bench/clients/``), and any client that serves the strategy's API can be
 paired with it. Modules are named, not imported, so the pytest process never imports them;
 their worker processes do.
@@ -53,8 +53,14 @@ class Strategy:
     # "uvloop" or "trio"; None for code that blocks. asyncio.to_thread awaits on a loop and
     # calls a blocking fetch.
     loop: str | None = None
-    # A pool of processes, each with its own client (pool size 1): its ``run`` is given the
-    # pool the module's ``open_pool(make_fetch, C)`` made, once per worker, not a fetch.
+    # A pool of workers (threads, processes) that outlives a round: the module's
+    # ``open_pool(fetch, C)`` starts it once per worker process, in the untimed warm-up, and
+    # every round calls ``run(pool, fetch, urls)``. One rule for every pooled model: start-up
+    # in no timed round, reported as the warm-up's time (issue 19, item 3). Pools that hold no
+    # workers (gevent's Pool, a Semaphore, a CapacityLimiter) have nothing to start.
+    pooled: bool = False
+    # A pool of processes, each with its own client (pool size 1): ``open_pool`` is given what
+    # makes a process's client, and the row's memory and CPU are those of the whole tree.
     processes: bool = False
 
     @property
@@ -71,7 +77,7 @@ STRATEGIES: dict[str, Strategy] = {
     for strategy in (
         Strategy("sequential", "bench.strategies.sequential", Fanout.ONE),
         Strategy("threads", "bench.strategies.threads", Fanout.PER_REQUEST),
-        Strategy("threadpool", "bench.strategies.threadpool", Fanout.POOL),
+        Strategy("threadpool", "bench.strategies.threadpool", Fanout.POOL, pooled=True),
         Strategy("gevent-joinall", "bench.strategies.gevent_joinall", Fanout.PER_REQUEST, gevent=True),
         Strategy("gevent-pool", "bench.strategies.gevent_pool", Fanout.POOL, gevent=True),
         Strategy(
@@ -93,14 +99,14 @@ STRATEGIES: dict[str, Strategy] = {
         ),
         Strategy("trio-nursery", "bench.strategies.trio_nursery", Fanout.PER_REQUEST, api=TRIO, loop="trio"),
         Strategy("trio-bounded", "bench.strategies.trio_bounded", Fanout.POOL, api=TRIO, loop="trio"),
-        Strategy("processpool", "bench.strategies.processpool", Fanout.POOL, processes=True),
+        Strategy("processpool", "bench.strategies.processpool", Fanout.POOL, pooled=True, processes=True),
         Strategy(
             "asyncio-to-thread", "bench.strategies.asyncio_to_thread", Fanout.DEFAULT_EXECUTOR, loop="asyncio"
         ),
     )
 }
 
-# The A/A check (README, "Verdicts"): with COROUTINE_BENCH_AA_TWIN=NAME, NAME is registered a
+# The A/A check (docs/reference/statistics.md): with COROUTINE_BENCH_AA_TWIN=NAME, NAME is registered a
 # second time as NAME-twin, the same module in a worker of its own. Identical work must never
 # come out significantly different; the twins are compared head to head in every workload.
 AA_TWIN_VARIABLE = "COROUTINE_BENCH_AA_TWIN"

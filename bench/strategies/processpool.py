@@ -5,8 +5,8 @@ The textbook snippet, with the client made once per process by the pool's initia
     with ProcessPoolExecutor(max_workers=C, initializer=start_client) as pool:
         results = list(pool.map(fetch, urls))
 
-Here the pool outlives a round, like every other strategy's client: the worker opens it once
-(``open_pool``, in its first round, the untimed warm-up) and closes it at the end, so a round
+Here the pool outlives a round, as every pooled strategy's does (``Strategy.pooled``): the
+worker opens it once, in its untimed warm-up, and shuts it down at the end, so a round
 measures sending requests through C processes, not starting them.
 """
 
@@ -37,5 +37,6 @@ def open_pool(make_fetch, concurrency):
     )
 
 
-def run(pool, urls, concurrency):
+def run(pool, fetch, urls):
+    # Each process calls its own client, made from ``fetch`` by the initializer.
     return list(pool.map(_send, urls))

@@ -1,0 +1,224 @@
+"""The closing summary of the default run (``story``): at most eight lines, all from this run.
+
+Every number and every "wins / ties / loses" below is computed from the run's own rows and
+their intervals over worker processes (``bench/analysis/verdicts.py``); nothing is canned. The
+intervals of one workload's lines share one 95% (Bonferroni over its comparisons in the
+summary), so a line here can call a tie what the workload's own table, with fewer
+comparisons, ranks.
+
+What it tells (issue 16): the seed's comparison against sequential and head to head; what one
+waiting request costs each model (memory and CPU, raw client) at the ladder's top rung; how the
+models' time compares there; how their efficiency moved up the ladder; and what that makes of
+the seed's claim that coroutines beat threads on IO.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from bench.analysis.summary import Row, format_bytes, head_to_heads, reference_for
+from bench.analysis.verdicts import MIN_ROUNDS_FOR_INTERVAL, Speedup, _times, speedup
+from bench.scenarios import LADDER_MODELS
+
+MAX_LINES = 8
+# What a model holds for each waiting request, as the summary names it.
+UNIT = {"threads": "a thread", "gevent-joinall": "a greenlet", "asyncio-gather": "an asyncio task"}
+# Cheaper model second: the comparisons the ladder's figures answer.
+LADDER_PAIRS = [("threads", "gevent-joinall"), ("gevent-joinall", "asyncio-gather")]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A per-request figure, its per-process values, and the words for less and more of it."""
+
+    key: str
+    noun: str
+    less: str
+    more: str
+
+    def groups(self, row: Row) -> list[list[float]]:
+        if self.key == "seconds":
+            return row.round_groups
+        # Runs saved before the per-process figures: one value, no interval.
+        return row.info.get(f"{self.key}_by_process") or [[row.info[self.key]]]
+
+
+TIME = Figure("seconds", "time", "faster", "slower")
+MEMORY = Figure("peak_rss_per_inflight_bytes", "memory", "less memory", "more memory")
+CPU = Figure("cpu_per_request_ms", "CPU", "less CPU", "more CPU")
+
+
+def verdict(s: Speedup, figure: Figure) -> str:
+    """'1.4x less memory', 'tie in CPU (1.03x)': ``s.ratio`` is the first's figure over the second's."""
+    if not s.has_interval:
+        return f"{s.ratio:.2f}x in {figure.noun}, too few rounds to rank"
+    if not s.significant:
+        return f"tie in {figure.noun} ({s.ratio:.2f}x)"
+    return f"{_times(s.ratio)} {figure.less}" if s.ratio > 1 else f"{_times(1 / s.ratio)} {figure.more}"
+
+
+def outcome(s: Speedup) -> str:
+    """How the second of a comparison fared: wins (smaller figure), ties or loses."""
+    if not s.has_interval:
+        return "is not ranked (too few rounds)"
+    if not s.significant:
+        return "ties"
+    return "wins" if s.ratio > 1 else "loses"
+
+
+class Comparisons:
+    """Every interval of the summary, computed once; a workload's lines share one 95%.
+
+    As in the workload's own verdict table (Bonferroni within a workload): the seed's
+    comparison and a rung of the ladder are different workloads, asking different questions.
+    """
+
+    def __init__(self, wanted: list[tuple[Row, Row, Figure]]) -> None:
+        per_workload = Counter(a.group for a, _, _ in wanted)
+        self.results = {
+            (a.label, b.label, f.key, a.group): speedup(f.groups(a), f.groups(b), per_workload[a.group])
+            for a, b, f in wanted
+        }
+
+    def __call__(self, a: Row, b: Row, figure: Figure) -> Speedup:
+        return self.results[(a.label, b.label, figure.key, a.group)]
+
+
+def story_lines(rows: list[Row], beyond: list[int] | None = None) -> list[str]:
+    """The closing summary; empty when the run holds neither the seed's comparison nor the ladder."""
+    seed = [r for r in rows if r.info.get("scenario") == "seed" and r.valid]
+    rungs: dict[int, dict[str, Row]] = {}
+    for row in rows:
+        if row.info.get("scenario") == "ladder" and row.valid:
+            rungs.setdefault(row.info["requests"], {})[row.strategy] = row
+    if not seed and not rungs:
+        return []
+    against_sequential = [(ref, r) for r in seed if (ref := reference_for(r, seed)) and ref is not r]
+    seed_pairs = head_to_heads(seed)
+    # The highest rung with the most models (a model the instrument could not hold at a rung is
+    # missing there) shows the costs; comparisons need both models and rounds enough to rank.
+    top = max(rungs, key=lambda n: (len(rungs[n]), n)) if rungs else None
+    ranked = [
+        n for n in rungs if all(len(r.round_seconds) >= MIN_ROUNDS_FOR_INTERVAL for r in rungs[n].values())
+    ]
+    compared = max(ranked or rungs, key=lambda n: (len(rungs[n]), n)) if rungs else None
+    ladder_pairs = [
+        (rungs[compared][a], rungs[compared][b])
+        for a, b in LADDER_PAIRS
+        if compared and {a, b} <= set(rungs[compared])
+    ]
+    compare = Comparisons(
+        [(a, b, TIME) for a, b in against_sequential + seed_pairs]
+        + [(a, b, f) for a, b in ladder_pairs for f in (MEMORY, CPU, TIME)]
+    )
+    lines = [
+        "the story, from this run (tie: the interval over processes holds 1; 95% for each workload's lines):"
+    ]
+    if seed:
+        lines += _seed_lines(seed, against_sequential, seed_pairs, compare)
+    if top:
+        lines += _ladder_lines(rungs, top, compared, ladder_pairs, compare, beyond or [])
+    claim = _claim(seed_pairs, ladder_pairs, compared, compare)
+    if claim:
+        lines.append(claim)
+    return lines[:MAX_LINES]
+
+
+def _seed_lines(seed: list[Row], against_sequential, pairs, compare: Comparisons) -> list[str]:
+    info = seed[0].info
+    workload = f"{info['requests']} x {info['delay_ms']} ms, pools of {info['concurrency']}"
+    lines = []
+    if against_sequential:
+        reference = against_sequential[0][0]
+        lines.append(
+            f"seed ({workload}), against {reference.label} ({reference.median_seconds:.2f} s): "
+            + ", ".join(f"{b.label} {verdict(compare(a, b, TIME), TIME)}" for a, b in against_sequential)
+        )
+    if pairs:
+        across = any(a.client != b.client for a, b in pairs)
+        lines.append(
+            "seed, head to head: "
+            + "; ".join(f"{b.label} vs {a.label}: {verdict(compare(a, b, TIME), TIME)}" for a, b in pairs)
+            + (" (a pair with different clients mixes the model with the client)" if across else "")
+        )
+    return lines
+
+
+def _ladder_lines(
+    rungs, top: int, compared: int, pairs, compare: Comparisons, beyond: list[int]
+) -> list[str]:
+    """Costs at ``top``, comparisons at ``compared``; ``beyond``: rungs the instrument did not
+    hold in this run (known to the live run only)."""
+    at_top = [rungs[top][m] for m in LADDER_MODELS if m in rungs[top]]
+    stops = [n for n in beyond if n > top]
+    rounds = min(len(r.round_seconds) for r in at_top)
+    where = f"{top:,} in flight ({at_top[0].client} client, x {at_top[0].info['delay_ms']} ms"
+    where += f", {rounds} round{'s' if rounds > 1 else ''} each)"
+    if stops:
+        where += f"; {min(stops):,} was beyond the instrument here (see the skips)"
+    lines = [
+        f"ladder, {where}: one waiting request costs "
+        + ", ".join(
+            f"{UNIT.get(r.strategy, r.strategy)} {format_bytes(r.info['peak_rss_per_inflight_bytes'])} "
+            f"and {r.info['cpu_per_request_ms']:.2f} ms CPU"
+            for r in at_top
+        )
+    ]
+    at_compared = [rungs[compared][m] for m in LADDER_MODELS if m in rungs[compared]]
+    if pairs:
+        lines.append(
+            f"at {compared:,}, cost: "
+            + "; ".join(
+                f"{UNIT.get(b.strategy, b.strategy)} against {UNIT.get(a.strategy, a.strategy)}: "
+                f"{verdict(compare(a, b, MEMORY), MEMORY)}, {verdict(compare(a, b, CPU), CPU)}"
+                for a, b in pairs
+            )
+        )
+        lines.append(
+            f"at {compared:,}, wall time: "
+            + ", ".join(f"{r.strategy} {r.median_seconds:.2f} s" for r in at_compared)
+            + f" (ideal {at_compared[0].info['ideal_seconds']:.2f} s); "
+            + "; ".join(
+                f"{b.strategy} vs {a.strategy}: {verdict(compare(a, b, TIME), TIME)}" for a, b in pairs
+            )
+        )
+    if len(rungs) > 1:
+        bottom, top = min(rungs), max(rungs)
+        lines.append(
+            f"from {bottom:,} to {top:,} in flight, efficiency (ideal / median): "
+            + ", ".join(
+                f"{m} {_efficiency(rungs[bottom][m])} -> {_efficiency(rungs[top][m])}"
+                for m in LADDER_MODELS
+                if m in rungs[bottom] and m in rungs[top]
+            )
+        )
+    return lines
+
+
+def _efficiency(row: Row) -> str:
+    value = row.info.get("efficiency")
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _claim(seed_pairs, ladder_pairs, top, compare: Comparisons) -> str | None:
+    """The seed's claim, greenlets beat threads on IO, judged by this run's comparisons of the two."""
+    parts = []
+    seed = next(((a, b) for a, b in seed_pairs if (a.strategy, b.strategy) == LADDER_PAIRS[0]), None)
+    if seed:
+        a, b = seed
+        parts.append(
+            f"at the seed's scale ({b.client}) gevent-joinall {outcome(compare(a, b, TIME))} in time"
+        )
+    ladder = next(((a, b) for a, b in ladder_pairs if (a.strategy, b.strategy) == LADDER_PAIRS[0]), None)
+    if ladder:
+        a, b = ladder
+        parts.append(
+            f"at {top:,} in flight ({b.client}) it {outcome(compare(a, b, TIME))} in time, "
+            f"{outcome(compare(a, b, MEMORY))} in memory and {outcome(compare(a, b, CPU))} in CPU per request"
+        )
+    if not parts:
+        return None
+    return "the seed's claim (coroutines beat threads on IO), gevent-joinall against threads: " + "; ".join(
+        parts
+    )

@@ -1,0 +1,216 @@
+"""The default run's shape (story), its ladder's certification, and its closing summary, on synthetic rows."""
+
+import copy
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+from bench import report
+from bench.analysis.story import MAX_LINES, story_lines
+from bench.analysis.summary import Row
+from bench.options import BenchOptions
+from bench.reporting.context import portable
+from bench.scenarios import LADDER, LADDER_MODELS, SCENARIOS, SEED_MODELS, Ladder
+from bench.strategies import STRATEGIES
+
+KIB = 1024
+BASELINE = Path(__file__).resolve().parent.parent / "results" / "baseline" / "baseline.json"
+
+
+def options(**changes) -> BenchOptions:
+    values = dict(requests=40, delay_ms=250, concurrency=10, strategies=tuple(STRATEGIES), rounds=5)
+    return BenchOptions(**(values | changes))
+
+
+def test_the_default_is_the_story_seed_then_the_ladder_lowest_rung_first():
+    assert BenchOptions.__dataclass_fields__["scenarios"].default == ("story",)
+    seed, *rungs = SCENARIOS["story"].shapes(options())
+    assert [s.name for s, _ in seed.pairs(options())] == list(SEED_MODELS)
+    assert [c.name for _, c in seed.pairs(options())] == ["requests"] * 4 + ["aiohttp"]
+    assert [r.requests for r in rungs] == sorted(n for n, _, _ in LADDER)
+    for rung in rungs:
+        assert rung.rung and rung.scenario == "ladder"
+        assert [(s.name, c.name) for s, c in rung.pairs(options())] == [(m, "raw") for m in LADDER_MODELS]
+    narrowed = options(strategies=("threads", "threadpool"))
+    assert [s.name for s, _ in seed.pairs(narrowed)] == ["threads"], "--bench-strategies narrows the story"
+
+
+def test_the_seeds_comparison_is_io_bound():
+    """The delay is several times what the seed's client needs to send every request, so the
+    unbounded models have them all waiting at once (as test_quick_defaults_are_io_bound)."""
+    from bench.clients import CLIENTS
+    from bench.scenarios import SEED_DELAY_MS, SEED_REQUESTS
+
+    cpu_seconds = CLIENTS["requests"].estimated_cpu_seconds(SEED_REQUESTS, in_flight=SEED_REQUESTS)
+    assert 2.5 * cpu_seconds <= SEED_DELAY_MS / 1000
+
+
+def test_everything_is_the_former_default_every_model_on_the_quick_workload():
+    [shape] = SCENARIOS["everything"].shapes(options())
+    assert shape == SCENARIOS["quick"].shapes(options())[0]
+    assert len(shape.pairs(options())) == len(STRATEGIES)
+
+
+def capacity(asked, held):
+    return SimpleNamespace(asked=asked, held=held, describe=lambda: f"holds {held} of {asked}")
+
+
+def test_the_ladder_stops_at_the_first_rung_the_preflight_does_not_certify():
+    seed, *rungs = SCENARIOS["story"].shapes(options())
+    certified = {rungs[0]: capacity(100, 100), rungs[1]: capacity(1000, 500)}
+    asked = []
+    ladder = Ladder(lambda shape: asked.append(shape.requests) or certified[shape])
+    assert ladder.skip_reason(seed) is None, "only rungs are certified"
+    assert ladder.skip_reason(rungs[0]) is None
+    assert ladder.skip_reason(rungs[1]) == "the ladder stops below this rung: holds 500 of 1000"
+    assert ladder.skip_reason(rungs[2]).startswith("above 1000 in flight")
+    assert ladder.skip_reason(rungs[1]).startswith("the ladder stops"), "asked again: the same answer"
+    assert asked == [100, 1000], "no burst above a rung that was not held, and none twice"
+
+
+def test_a_row_the_server_could_not_hold_is_skipped_and_the_next_rung_asks_its_own_burst():
+    seed, *rungs = SCENARIOS["story"].shapes(options())
+    ladder = Ladder(lambda shape: capacity(shape.requests, shape.requests))
+    assert ladder.skip_reason(rungs[1]) is None
+    late = {"instrument_limited": True, "invalid_reason": "the server fell behind: 400 ms late"}
+    assert (
+        ladder.row_skip_reason(rungs[1], {"instrument_limited": False, "invalid_reason": "3 failed"}) is None
+    )
+    assert ladder.row_skip_reason(seed, late) is None, "outside the ladder, INVALID stays INVALID"
+    assert "400 ms late (the instrument's limit" in ladder.row_skip_reason(rungs[1], late)
+    assert ladder.skip_reason(rungs[1]) is None, "the rung's other rows still stand on their own"
+    assert ladder.skip_reason(rungs[2]) is None, "the next rung's own burst decides, not one row"
+
+
+def story_row(scenario, strategy, client, seconds, requests=10, memory=10 * KIB, cpu_ms=0.1, **info):
+    """A valid row with one round per worker process, so every comparison has an interval."""
+    info = {
+        "scenario": scenario,
+        "strategy": strategy,
+        "client": client,
+        "valid": True,
+        "requests": requests,
+        "delay_ms": 100,
+        "concurrency": 2,
+        "ideal_seconds": 0.1,
+        "efficiency": 0.9,
+        "peak_rss_per_inflight_bytes": memory,
+        "cpu_per_request_ms": cpu_ms,
+        "rounds_by_process": [[s] for s in seconds],
+        "peak_rss_per_inflight_bytes_by_process": [[memory * f] for f in (0.99, 1.0, 1.01)],
+        "cpu_per_request_ms_by_process": [[cpu_ms * f] for f in (0.99, 1.0, 1.01)],
+    } | info
+    return Row(f"{scenario}: {requests}", list(seconds), info)
+
+
+def test_the_summary_says_wins_ties_and_costs_from_the_rows():
+    rows = [
+        story_row("seed", "sequential", "requests", [1.0, 1.01, 0.99]),
+        story_row("seed", "threads", "requests", [0.11, 0.12, 0.1]),
+        story_row("seed", "gevent-joinall", "requests", [0.12, 0.11, 0.1]),
+        story_row("ladder", "threads", "raw", [2.0, 2.02, 1.98], requests=1000, memory=30 * KIB, cpu_ms=0.5),
+        story_row(
+            "ladder", "gevent-joinall", "raw", [1.0, 1.01, 0.99], requests=1000, memory=15 * KIB, cpu_ms=0.2
+        ),
+        story_row(
+            "ladder", "asyncio-gather", "raw", [1.0, 0.99, 1.01], requests=1000, memory=5 * KIB, cpu_ms=0.2
+        ),
+        story_row("ladder", "threads", "raw", [0.3, 0.31, 0.29], requests=100, efficiency=0.8),
+    ]
+    lines = story_lines(rows, beyond=[10_000])
+    text = "\n".join(lines)
+    assert len(lines) <= MAX_LINES
+    assert "threads[requests] 9.1x faster" in text  # 1.0 / 0.11
+    assert "gevent-joinall[requests] vs threads[requests]: tie in time (" in text
+    assert (
+        "1,000 in flight (raw client, x 100 ms, 3 rounds each); 10,000 was beyond the instrument here (see the skips)"
+        in text
+    )
+    assert "a thread 30.0 KiB and 0.50 ms CPU, a greenlet 15.0 KiB and 0.20 ms CPU" in text
+    assert "a greenlet against a thread: 2.0x less memory, 2.5x less CPU" in text
+    assert "an asyncio task against a greenlet: 3.0x less memory, tie in CPU (1.00x)" in text
+    assert "gevent-joinall vs threads: 2.0x faster" in text
+    assert "from 100 to 1,000 in flight, efficiency (ideal / median): threads 0.80 -> 0.90" in text
+    assert lines[-1] == (
+        "the seed's claim (coroutines beat threads on IO), gevent-joinall against threads: at the seed's "
+        "scale (requests) gevent-joinall ties in time; at 1,000 in flight (raw) it wins in time, wins in "
+        "memory and wins in CPU per request"
+    )
+
+
+def test_a_greenlet_that_costs_more_loses_and_invalid_rows_say_nothing():
+    rows = [
+        story_row("ladder", "threads", "raw", [1.0, 1.01, 0.99], memory=5 * KIB),
+        story_row("ladder", "gevent-joinall", "raw", [2.0, 2.02, 1.98], memory=15 * KIB),
+        story_row("ladder", "asyncio-gather", "raw", [0.5] * 3, valid=False),
+    ]
+    lines = story_lines(rows)
+    assert lines[-1].endswith("it loses in time, loses in memory and ties in CPU per request")
+    assert "an asyncio task" not in "\n".join(lines)
+    rows.append(story_row("ladder", "threads", "raw", [1.0, 1.01, 0.99], requests=1000))
+    assert any(line.startswith("ladder, 10 in flight") for line in story_lines(rows)), (
+        "the comparisons stay at the rung where most models held, not at a higher one with fewer"
+    )
+    assert story_lines([story_row("quick", "threads", "raw", [1.0])]) == [], "not a story run: no summary"
+
+
+def test_a_command_loses_its_machines_paths_and_keeps_the_rest():
+    command = (
+        "pytest bench/ --benchmark-json /tmp/m/run.json --benchmark-storage=file:///tmp/m/st "
+        "--bench-strategies threads,gevent-pool -p no:cacheprovider"
+    )
+    assert portable(command) == (
+        "pytest bench/ --benchmark-json …/run.json --benchmark-storage=file://…/st "
+        "--bench-strategies threads,gevent-pool -p no:cacheprovider"
+    )
+
+
+def story_run(tmp_path) -> Path:
+    """The committed baseline's rows recast as a story run: its quick rows as the seed's
+    comparison, and as two rungs of a ladder (the report reads only what rows say)."""
+    document = json.loads(BASELINE.read_text())
+    quick = [b for b in document["benchmarks"] if b["extra_info"]["scenario"] == "quick"]
+    benchmarks = []
+    for bench in quick:
+        if bench["extra_info"]["strategy"] in SEED_MODELS:
+            benchmarks.append(copy.deepcopy(bench))
+            benchmarks[-1]["extra_info"]["scenario"] = "seed"
+            benchmarks[-1]["group"] = "seed: 20 x 100 ms, C=5"
+        for n in (100, 1000) if bench["extra_info"]["strategy"] in LADDER_MODELS else ():
+            rung = copy.deepcopy(bench)
+            rung["extra_info"].update(scenario="ladder", client="raw", requests=n, client_max_in_flight=n)
+            rung["group"] = f"ladder: {n} in flight x 100 ms, raw client"
+            benchmarks.append(rung)
+    document["benchmarks"] = benchmarks
+    document["coroutine_bench"]["command"] = "pytest bench/ --benchmark-json /home/someone/run.json"
+    path = tmp_path / "story.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_the_reports_first_screen_is_the_answer_then_the_seeds_comparison(tmp_path):
+    out = tmp_path / "report"
+    assert report.main([str(story_run(tmp_path)), "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
+    assert images[:2] == ["headline.png", "side_by_side.png"]
+    assert markdown.index("headline.png") < markdown.index("The story, from this run")
+    assert markdown.index("The story, from this run") < markdown.index("side_by_side.png")
+    assert markdown.index("side_by_side.png") < markdown.index("## Runs") < markdown.index("## Workloads")
+    assert "ladder, 1,000 in flight (raw client" in markdown
+    assert "`pytest bench/ --benchmark-json …/run.json`" in markdown
+    assert "/home/someone" not in markdown and "/work/" not in markdown
+    assert (out / "headline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_top_rung_of_one_round_gives_its_costs_and_the_comparisons_stay_where_they_rank():
+    rows = [
+        story_row("ladder", m, "raw", [1.0, 1.01, 0.99], requests=1000, memory=(i + 1) * KIB)
+        for i, m in enumerate(LADDER_MODELS)
+    ]
+    rows += [story_row("ladder", m, "raw", [3.0], requests=10_000, memory=9 * KIB) for m in LADDER_MODELS]
+    text = "\n".join(story_lines(rows))
+    assert "ladder, 10,000 in flight (raw client, x 100 ms, 1 round each): one waiting request costs" in text
+    assert "at 1,000, cost: a greenlet against a thread: 2.0x more memory" in text
+    assert "too few rounds" not in text
