@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from bench.clients import CLIENTS, DEFAULT_CLIENT
 from bench.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from bench.strategies import STRATEGIES, Fanout
+from bench.targets import TARGET_NAMES
 from bench.workload import REQUEST_TIMEOUT_S
 
 # The quick workload (and everything): sequential needs N x D = 10 s a round, and D is over
@@ -92,6 +93,17 @@ class BenchOptions:
                 f"--bench-client {','.join(self.clients)} leaves {', '.join(stranded)} with no client "
                 f"({needs}): add a client or narrow --bench-strategies"
             )
+        # A workload whose target none of the chosen clients speaks to would have no rows at all
+        # (psycopg on the HTTP scenarios, an HTTP client on db): said now, not as an empty run.
+        spoken = {CLIENTS[c].target for c in self.clients}
+        for scenario in self.scenarios:
+            for shape in SCENARIOS[scenario].shapes(self):
+                if shape.kind == "io" and shape.client is None and shape.target not in spoken:
+                    offered = ", ".join(c.name for c in CLIENTS.values() if c.target == shape.target)
+                    raise ValueError(
+                        f"--bench-client {','.join(self.clients)} has no client for {TARGET_NAMES[shape.target]}, "
+                        f"where scenario {scenario} sends its requests: add one of {offered}"
+                    )
 
 
 def _int_at_least(minimum: int, maximum: int | None = None):

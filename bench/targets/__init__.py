@@ -8,3 +8,5 @@ through the same three calls: ``exit_status()``, ``reset_stats()`` and ``stats()
 
 DELAY = "delay"
 POSTGRES = "postgres"
+# How a message names each one.
+TARGET_NAMES = {DELAY: "the delay server", POSTGRES: "PostgreSQL"}
