@@ -97,6 +97,22 @@ def test_a_frozen_database_ends_the_round_by_its_deadline(postgres_server, monke
         assert wait_until(lambda: not alive([worker.pid]), timeout_s=10) is True
 
 
+def test_a_frozen_database_between_rounds_fails_the_referees_read_by_its_deadline(
+    postgres_server, monkeypatch
+):
+    """The referee's own queries have a deadline: a frozen database fails the round, never hangs it."""
+    monkeypatch.setattr(postgres, "QUERY_DEADLINE_S", 0.5)
+    referee = postgres_server.referee(100)
+    try:
+        with (
+            frozen(descendants(postgres_server.process.pid)),
+            pytest.raises(postgres.PostgresError, match=r"gave the referee no answer within 0.5 s"),
+        ):
+            referee.reset_stats()
+    finally:
+        referee.close()
+
+
 def test_a_dead_database_fails_the_round_with_its_reason():
     """A killed postgres: its keeper exits, and the round recorder says the target is gone."""
     with postgres.running_postgres(20) as server:

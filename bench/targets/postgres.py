@@ -53,6 +53,10 @@ SPARE_CONNECTIONS = 10
 DEFAULT_CONNECTIONS = 100
 # A healthy server answers the referee in milliseconds; a broken one must not hang the run.
 CONNECT_TIMEOUT_S = 5
+# ...nor a frozen one between rounds: its kernel still accepts and acks (so no TCP timeout
+# fires), and statement_timeout is the frozen server's own to enforce. A referee's query that
+# gets no answer within this fails the round with the reason.
+QUERY_DEADLINE_S = 10
 SLEEP_STATEMENT = "SELECT pg_sleep("
 # The 99th percentile of a normal distribution, in standard deviations above the mean.
 P99_Z = 2.33
@@ -181,14 +185,30 @@ class Referee:
         return percentile(sorted(float(m.group(1)) for m in LOGGED_SLEEP.finditer(lines)), 99)
 
     def _query(self, sql: str) -> tuple:
+        """One query on the referee's connection, asked in a thread so that it has a deadline."""
         import psycopg
 
-        try:
-            return self._counter.execute(sql).fetchone()
-        except psycopg.Error as exc:
+        answer: dict = {}
+
+        def ask() -> None:
+            try:
+                answer["row"] = self._counter.execute(sql).fetchone()
+            except psycopg.Error as exc:
+                answer["error"] = exc
+
+        asking = threading.Thread(target=ask, name="postgres-referee-query", daemon=True)
+        asking.start()
+        asking.join(QUERY_DEADLINE_S)
+        if asking.is_alive():
+            raise PostgresError(self._no_answer("the referee"))
+        if "error" in answer:
             raise PostgresError(
-                f"PostgreSQL at {self.server.dsn} stopped answering: {str(exc).strip()}"
-            ) from None
+                f"PostgreSQL at {self.server.dsn} stopped answering: {str(answer['error']).strip()}"
+            )
+        return answer["row"]
+
+    def _no_answer(self, who: str) -> str:
+        return f"PostgreSQL at {self.server.dsn} gave {who} no answer within {QUERY_DEADLINE_S} s (frozen?)"
 
     def _sample(self) -> None:
         import psycopg
@@ -203,11 +223,14 @@ class Referee:
     def _finish_sampling(self) -> None:
         if self._thread is not None:
             self._stop.set()
-            self._thread.join()
-            self._thread = None
+            self._thread.join(QUERY_DEADLINE_S)
+            stuck, self._thread = self._thread.is_alive(), None
+            if stuck:  # its query never came back: the peak it saw is not the round's
+                raise PostgresError(self._no_answer("the referee's sampler"))
 
     def close(self) -> None:
-        self._finish_sampling()
+        with contextlib.suppress(PostgresError):  # frozen: the connections are closed all the same
+            self._finish_sampling()
         self._counter.close()
         self._sampler.close()
 
