@@ -8,6 +8,9 @@ from bench.harness import priority
 from bench.harness.local_ca import local_ca
 from bench.options import BenchOptions, add_options
 from bench.reporting.context import SERVER_INFO, server_python_executable
+from bench.scenarios import database_in_flight
+from bench.targets import postgres
+from bench.targets.postgres_cluster import INSTALL_HINT
 from servers.process import ServerStartError, remote_delay_server, running_delay_server
 
 
@@ -68,6 +71,21 @@ def _suite_server(tls: bool):
                 ca_file=ca and ca.ca_file,
             )
         )
+
+
+@pytest.fixture(scope="session")
+def postgres_server(bench_options):
+    """PostgreSQL for the session: one at --bench-db-dsn, or a throwaway cluster started here,
+    with a connection for every query the chosen scenarios keep in flight. Without PostgreSQL
+    installed, what needs it is skipped with how to install it."""
+    if bench_options.db_dsn:
+        yield postgres.PostgresServer(bench_options.db_dsn)
+        return
+    if not postgres.available():
+        pytest.skip(INSTALL_HINT)
+    connections = max(postgres.DEFAULT_CONNECTIONS, database_in_flight(bench_options))
+    with postgres.running_postgres(connections + postgres.SPARE_CONNECTIONS) as server:
+        yield server
 
 
 def _recorded(config, server):

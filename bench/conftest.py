@@ -16,6 +16,7 @@ from bench.harness.preflight import ATTEMPTS, Capacity, measure_capacity
 from bench.options import BenchOptions
 from bench.reporting.context import SERVER_INFO, run_context
 from bench.scenarios import CPU_TASK_MS, SCENARIOS, Ladder, Shape
+from bench.targets import POSTGRES
 from bench.workload import HOST_NAME, Workload, by_name, fault_query
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -94,32 +95,37 @@ class Workloads:
         self._file_limit_told: set[Shape] = set()
         self.ladder = request.config.stash[LADDER] = Ladder(self._certify)
 
-    def server_for(self, shape: Shape):
-        """The session's server, or for a connections cell that differs in TLS, the other one."""
-        tls = shape.connecting(self.options).tls
-        if tls == bool(self.server.ca_file):
-            return self.server
-        server = self.request.getfixturevalue("tls_delay_server" if tls else "plain_delay_server")
-        if server.base_url not in self.round_trip_ms:
-            self.round_trip_ms[server.base_url] = server.round_trip_ms()
-        return server
+    def target(self, shape: Shape):
+        """What a workload's requests go to: PostgreSQL (started the first time a workload asks for
+        it), or the session's delay server, or for a connections cell that differs in TLS, the other one."""
+        if shape.target == POSTGRES:
+            target = self.request.getfixturevalue("postgres_server")
+        elif (tls := shape.connecting(self.options).tls) == bool(self.server.ca_file):
+            target = self.server
+        else:
+            target = self.request.getfixturevalue("tls_delay_server" if tls else "plain_delay_server")
+        if target.base_url not in self.round_trip_ms:
+            self.round_trip_ms[target.base_url] = target.round_trip_ms()
+        return target
 
     def workload(self, shape: Shape) -> Workload:
         cpu = shape.kind == "cpu"
+        database = shape.target == POSTGRES
         cell = shape.connecting(self.options)
-        server = self.server_for(shape)
+        target = self.target(shape)
         return Workload(
-            base_url=by_name(server.base_url) if cell.host == HOST_NAME else server.base_url,
+            base_url=by_name(target.base_url) if cell.host == HOST_NAME and not database else target.base_url,
             requests=shape.requests,
             delay_ms=shape.delay_ms,
             concurrency=shape.concurrency,
             kind=shape.kind,
             cpu_iterations=self.request.getfixturevalue("cpu_iterations") if cpu else 0,
             timeout_s=self.options.timeout_s,
-            fault_query=fault_query(self.options.fail_rate, self.options.drop_rate),
-            round_trip_ms=0.0 if cpu else self.round_trip_ms[server.base_url],
+            # The faults are the delay server's; a database is only ever asked to sleep.
+            fault_query="" if database else fault_query(self.options.fail_rate, self.options.drop_rate),
+            round_trip_ms=0.0 if cpu else self.round_trip_ms[target.base_url],
             connection=cell.connection,
-            ca_file=server.ca_file,
+            ca_file="" if database else target.ca_file,
             worker_nice=priority.worker_nice_increment(self.options.server_priority),
         )
 
@@ -144,15 +150,21 @@ class Workloads:
     def record(self, shape: Shape, strategy, client) -> RowRecord:
         if shape not in self._records:
             rows = [(s, c) for s, c in shape.pairs(self.options) if not self.skip_reason(shape, s, c)]
-            if shape.kind == "io" and rows:
+            if shape.kind == "io" and shape.target != POSTGRES and rows:
                 self._preflight(shape, rows)
-            self._records[shape] = run_interleaved(
-                rows,
-                self.workload(shape),
-                self.server_for(shape) if shape.kind == "io" else None,
-                rounds=shape.rounds or self.options.rounds,
-                processes=self.options.processes,
-            )
+            # The database's referee reads its own statistics; each workload has its own.
+            referee = self.target(shape).referee(shape.delay_ms) if shape.target == POSTGRES else None
+            try:
+                self._records[shape] = run_interleaved(
+                    rows,
+                    self.workload(shape),
+                    referee or (self.target(shape) if shape.kind == "io" else None),
+                    rounds=shape.rounds or self.options.rounds,
+                    processes=self.options.processes,
+                )
+            finally:
+                if referee:
+                    referee.close()
         return self._records[shape][row_label(strategy.name, client)]
 
     def _certify(self, shape: Shape) -> Capacity | None:
@@ -164,7 +176,7 @@ class Workloads:
         if shape in self.capacities:
             return self.capacities[shape]
         in_flight = max(s.fanout.max_in_flight(shape.requests, shape.concurrency) for s, _ in rows)
-        capacity = measure_capacity(self.server_for(shape), self.workload(shape), in_flight, attempts)
+        capacity = measure_capacity(self.target(shape), self.workload(shape), in_flight, attempts)
         self.capacities[shape] = capacity
         self._say(shape, capacity.describe())
         return capacity

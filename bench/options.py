@@ -14,6 +14,7 @@ from bench.clients import CLIENTS, DEFAULT_CLIENT
 from bench.harness import priority
 from bench.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from bench.strategies import STRATEGIES, Fanout
+from bench.targets import TARGET_NAMES
 from bench.workload import CONNECTIONS, HOST_IP, HOST_NAME, LOOPBACK_NAME, REQUEST_TIMEOUT_S, REUSE
 
 # The quick workload (and everything): sequential needs N x D = 10 s a round, and D is over
@@ -58,6 +59,8 @@ class BenchOptions:
     host: str = HOST_IP
     server_url: str | None = None
     server_priority: str = DEFAULT_SERVER_PRIORITY
+    # A PostgreSQL started elsewhere for the db scenario; None: the suite starts its own.
+    db_dsn: str | None = None
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -79,6 +82,7 @@ class BenchOptions:
             host=config.getoption("bench_host"),
             server_url=config.getoption("bench_server_url"),
             server_priority=config.getoption("bench_server_priority"),
+            db_dsn=config.getoption("bench_db_dsn"),
         )
 
     def check(self) -> None:
@@ -113,14 +117,28 @@ class BenchOptions:
             name for name in self.strategies if not any(usable(CLIENTS[c], name) for c in self.clients)
         ]
         if stranded:
+            # Offered: the clients of the chosen ones' targets (HTTP, or PostgreSQL's drivers).
+            targets = {CLIENTS[c].target for c in self.clients}
             needs = "; ".join(
-                f"{name} needs one of {', '.join(c.name for c in CLIENTS.values() if usable(c, name))}"
+                f"{name} needs one of "
+                + ", ".join(c.name for c in CLIENTS.values() if c.target in targets and usable(c, name))
                 for name in stranded
             )
             raise ValueError(
                 f"--bench-client {','.join(self.clients)} leaves {', '.join(stranded)} with no client "
                 f"({needs}): add a client or narrow --bench-strategies"
             )
+        # A workload whose target none of the chosen clients speaks to would have no rows at all
+        # (psycopg on the HTTP scenarios, an HTTP client on db): said now, not as an empty run.
+        spoken = {CLIENTS[c].target for c in self.clients}
+        for scenario in self.scenarios:
+            for shape in SCENARIOS[scenario].shapes(self):
+                if shape.kind == "io" and shape.client is None and shape.target not in spoken:
+                    offered = ", ".join(c.name for c in CLIENTS.values() if c.target == shape.target)
+                    raise ValueError(
+                        f"--bench-client {','.join(self.clients)} has no client for {TARGET_NAMES[shape.target]}, "
+                        f"where scenario {scenario} sends its requests: add one of {offered}"
+                    )
 
 
 def _int_at_least(minimum: int, maximum: int | None = None):
@@ -171,6 +189,12 @@ def server_url(text: str) -> str:
     if not port:
         raise argparse.ArgumentTypeError(f"expected http://HOST:PORT with a port, got {text!r}")
     return text.rstrip("/")
+
+
+def database_dsn(text: str) -> str:
+    if urlsplit(text).scheme not in ("postgresql", "postgres"):
+        raise argparse.ArgumentTypeError(f"expected postgresql://USER@HOST:PORT/DATABASE, got {text!r}")
+    return text
 
 
 def positive_seconds(text: str) -> float:
@@ -307,6 +331,14 @@ def add_options(parser) -> None:
         help="use a delay server started elsewhere (python -m servers.delay --host ... on another "
         "host) instead of starting one here; every validity rule still applies, from its own /stats "
         "(default: start one on 127.0.0.1)",
+    )
+    group.addoption(
+        "--bench-db-dsn",
+        type=database_dsn,
+        default=None,
+        metavar="DSN",
+        help="use a PostgreSQL started elsewhere for the db scenario (it must preload "
+        "pg_stat_statements, the referee's count) instead of a throwaway cluster started here",
     )
     group.addoption(
         "--bench-fail-rate",

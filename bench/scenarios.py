@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from bench.clients import CLIENTS, DEFAULT_CLIENT, FLOOR, Client, clients_for
 from bench.strategies import STRATEGIES, Strategy
+from bench.targets import DELAY, POSTGRES
 from bench.workload import HOST_IP, HOST_NAME, NEW, REUSE
 
 # Starting a worker (imports, the gevent patch, the client's session) takes well under this.
@@ -26,6 +27,21 @@ WORKER_START_ESTIMATE_S = 1.0
 # The CPU-bound control's task: long enough to dwarf scheduling overhead, short enough for
 # 50 of them to run in a quarter of a second.
 CPU_TASK_MS = 5
+# The db scenario's models (issue 18): the seed's, plus the other families users pick; the
+# bounded asyncio and trio forms add nothing a driver comparison needs.
+DB_STRATEGIES = (
+    "sequential",
+    "threads",
+    "threadpool",
+    "gevent-joinall",
+    "gevent-pool",
+    "asyncio-gather",
+    "asyncio-uvloop",
+    "trio-nursery",
+    "processpool",
+    "asyncio-to-thread",
+)
+DB_THOUSAND_STRATEGIES = ("threads", "asyncio-gather", "asyncio-uvloop")
 
 # The seed post's comparison: its two gevent snippets (spawn + joinall, and Pool(2).map) beside
 # sequential code, threads and asyncio. Ten requests keep sequential at one second a round, and
@@ -90,6 +106,8 @@ class Shape:
     client: str | None = None
     # A rung of a ladder: it runs only if the preflight certifies that the server holds it.
     rung: bool = False
+    # What the requests go to (bench/targets/): the delay server, or PostgreSQL's pg_sleep.
+    target: str = DELAY
     # The connections scenario: its own cell (None: the command line's), and the raw floor
     # beside each model's default client.
     cell: Cell | None = None
@@ -102,6 +120,8 @@ class Shape:
     def group(self) -> str:
         if self.kind == "cpu":
             return f"{self.scenario}: {self.requests} CPU tasks of ~{CPU_TASK_MS} ms, C={self.concurrency}"
+        if self.target == POSTGRES:
+            return f"{self.scenario}: {self.requests} x pg_sleep of {self.delay_ms} ms, C={self.concurrency}"
         if self.rung:
             return f"{self.scenario}: {self.requests} in flight x {self.delay_ms} ms, {self.client} client"
         cell = f" {self.cell.label}" if self.cell else ""
@@ -111,7 +131,11 @@ class Shape:
     def test_id(self) -> str:
         if self.cell:
             return f"{self.scenario}-{self.cell.label.replace('/', '-')}"
-        return f"{self.scenario}-N{self.requests}" if self.scenario in ("sweep", "ladder") else self.scenario
+        return (
+            f"{self.scenario}-N{self.requests}"
+            if self.scenario in ("sweep", "ladder", "db")
+            else self.scenario
+        )
 
     def pairs(self, options) -> list[tuple[Strategy, Client | None]]:
         """The rows of this workload: (strategy, client), in registry order; no client for the CPU task."""
@@ -129,7 +153,7 @@ class Shape:
                 names = names if names is not None else tuple(CLIENTS)
             if self.with_floor and names is None:
                 names = tuple(dict.fromkeys((DEFAULT_CLIENT[strategy.api], FLOOR)))
-            rows += [(strategy, client) for client in clients_for(strategy, names, connection)]
+            rows += [(strategy, client) for client in clients_for(strategy, names, connection, self.target)]
         return rows
 
     def skip_reason(self, strategy: Strategy, client: Client | None, options) -> str | None:
@@ -294,9 +318,52 @@ SCENARIOS: dict[str, Scenario] = {
             ],
         ),
         Scenario(
+            "db",
+            "PostgreSQL (its own throwaway cluster, or --bench-db-dsn): 100 queries of SELECT pg_sleep(0.1), "
+            "pools of 20, every driver under every model it can run with, the trap rows included; then "
+            "1,000 queries of 1 s, all in flight, on 1,000 connections (each a server process), psycopg",
+            lambda o: [
+                Shape(
+                    "db",
+                    100,
+                    100,
+                    20,
+                    rounds=min(o.rounds, 3),
+                    every_client=True,
+                    target=POSTGRES,
+                    models=DB_STRATEGIES,
+                ),
+                # What the machine holds: opening 1,000 connections takes a worker 5-20 s here,
+                # so one process per row, and the unbounded models that open them fastest.
+                Shape(
+                    "db",
+                    1000,
+                    1000,
+                    1000,
+                    rounds=min(o.rounds, 2),
+                    target=POSTGRES,
+                    models=DB_THOUSAND_STRATEGIES,
+                ),
+            ],
+        ),
+        Scenario(
             "cpu",
             f"the control: 50 pure-Python CPU tasks of ~{CPU_TASK_MS} ms instead of requests, pools of C",
             lambda o: [Shape("cpu", 50, 0, o.concurrency, kind="cpu")],
         ),
     )
 }
+
+
+def database_in_flight(options) -> int:
+    """The most queries any row of the chosen scenarios keeps in flight: the cluster's connections."""
+    return max(
+        (
+            strategy.fanout.max_in_flight(shape.requests, shape.concurrency)
+            for scenario in options.scenarios
+            for shape in SCENARIOS[scenario].shapes(options)
+            if shape.target == POSTGRES
+            for strategy, _ in shape.pairs(options)
+        ),
+        default=0,
+    )

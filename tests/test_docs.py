@@ -73,6 +73,8 @@ def as_documented(name: str, attrs: dict) -> str:
         return "per strategy: " + ", ".join(f"`{client}` ({api})" for api, client in DEFAULT_CLIENT.items())
     if name == "--bench-server-url" and default is None:
         return "none: start one on 127.0.0.1"
+    if name == "--bench-db-dsn" and default is None:
+        return "none: start a throwaway cluster"
     if isinstance(default, tuple):
         joined = f"`{','.join(default)}`"
         return f"all {len(STRATEGIES)}: {joined}" if default == tuple(STRATEGIES) else joined

@@ -62,6 +62,17 @@ BAD_OPTIONS = pytest.mark.parametrize(
             "--bench-client=geventhttpclient --bench-strategies=threads,gevent-pool",
             "--bench-client geventhttpclient leaves threads with no client (threads needs one of requests, httpx, urllib3, raw)",
         ),
+        # A driver on an HTTP scenario, an HTTP client on db: not an empty run, a usage error.
+        (
+            "--bench-client=psycopg --bench-scenario=quick",
+            "--bench-client psycopg has no client for the delay server, where scenario quick sends its "
+            "requests: add one of requests, httpx, aiohttp, urllib3, geventhttpclient, raw",
+        ),
+        (
+            "--bench-client=raw --bench-scenario=quick,db",
+            "--bench-client raw has no client for PostgreSQL, where scenario db sends its requests: "
+            "add one of psycopg, psycopg-imported-first, psycopg2, psycopg2-psycogreen, asyncpg, pg8000",
+        ),
     ],
 )
 
@@ -72,6 +83,20 @@ def test_bad_option_is_refused_with_its_reason(pytestconfig, argument, message):
     with pytest.raises((pytest.UsageError, ValueError), match=re.escape(message)):
         namespace = pytestconfig._parser.parse(argument.split())
         BenchOptions.from_config(_Parsed(namespace)).check()
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        "--bench-client=raw,psycopg --bench-scenario=quick,db",
+        # The ladder's rungs name their own client (raw): only the seed comparison needs an HTTP one.
+        "--bench-client=requests,aiohttp,httpx",
+        "--bench-client=psycopg --bench-scenario=db,cpu",
+    ],
+)
+def test_clients_for_every_chosen_target_are_accepted(pytestconfig, argument):
+    namespace = pytestconfig._parser.parse(argument.split())
+    BenchOptions.from_config(_Parsed(namespace)).check()
 
 
 class _Parsed:
@@ -90,6 +115,7 @@ class _Parsed:
         "--bench-requests=0",
         "--bench-client=geventhttpclient --bench-strategies=threads,gevent-pool",
         "--bench-server-url=http://127.0.0.1",
+        "--bench-client=psycopg --bench-scenario=quick",
     ],
 )
 def test_a_bad_option_stops_pytest_before_anything_starts(argument):
@@ -113,7 +139,7 @@ def test_every_option_has_help_text(pytestconfig):
         for action in pytestconfig._parser.optparser._actions  # the parser pytest built
         if any(flag.startswith("--bench-") for flag in action.option_strings)
     ]
-    assert len(options) == 18
+    assert len(options) == 19
     for action in options:
         assert action.help and len(action.help) > 30, action.option_strings
         if action.default not in (None, False):

@@ -24,6 +24,18 @@ SERVER_LATENESS_SHARE_OF_DELAY = 0.10
 CPU_BOUND_IN_FLIGHT_SHARE = 0.75
 
 
+def serialized_note(target_in_flight: int | None, allowed: int) -> str | None:
+    """The target never saw more than one request at once, though the model could send many.
+
+    Issue 18's trap rows: a patch that did not reach a C driver (psycopg2 with no wait
+    callback, psycopg imported before patching under gevent) runs the greenlets' queries one
+    after another. Such a row is kept and said so, never hidden as merely INVALID.
+    """
+    if target_in_flight is not None and allowed > 1 and target_in_flight <= 1:
+        return f"serialized: {target_in_flight} in flight of {allowed}"
+    return None
+
+
 def lateness_limit_ms(delay_ms: int) -> float:
     return max(SERVER_LATENESS_FLOOR_MS, SERVER_LATENESS_SHARE_OF_DELAY * delay_ms)
 
@@ -180,6 +192,7 @@ def row_info(
         "ideal_seconds": ideal,
         "efficiency": score,
         "efficiency_bound": bound,
+        "serialized": serialized_note(_worst(complete, "server_max_in_flight"), allowed),
         # More than 1: the figure depends on the machine's cores, and the gate does not hold it fixed.
         "efficiency_cores": cores,
         "cpu_bound": bool(

@@ -114,7 +114,9 @@ def notes(info: dict) -> str:
     marks = []
     if not info["valid"]:
         marks.append("INVALID")
-    if info.get("cpu_bound"):
+    if info.get("serialized"):
+        marks.append(info["serialized"])
+    elif info.get("cpu_bound"):
         marks.append(
             f"cpu-bound ({info['client_max_in_flight']} of {info['max_in_flight_allowed']} in flight)"
         )
@@ -219,7 +221,9 @@ def verdict_lines(rows: list[Row]) -> list[str]:
         if info.get("cpu_per_request_ms") is not None and info["kind"] == "io":
             # The regime: whether N x this, or the delay, bounds the round (it moves with the machine).
             facts += f", {info['cpu_per_request_ms']:.2f} ms CPU per request"
-        if info.get("cpu_bound"):
+        if info.get("serialized"):
+            facts += f"; {info['serialized']}: the patch did not reach the driver"
+        elif info.get("cpu_bound"):
             facts += (
                 f"; cpu-bound: {info['client_max_in_flight']} of {info['max_in_flight_allowed']} in flight"
             )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from bench.targets import DELAY, POSTGRES
 from bench.workload import NEW, REUSE
 
 BLOCKING = "blocking"
@@ -45,6 +46,11 @@ class Client:
     connections: tuple[str, ...] = (REUSE, NEW)
     # Where the client puts itself between the model and its resolver, if it does.
     resolver_note: str = ""
+    # What it speaks to (bench/targets/): the delay server over HTTP, or PostgreSQL.
+    target: str = DELAY
+    # A module the gevent worker imports before it patches, as a program that imports its
+    # driver at the top would: the trap row of issue 18 (bench/harness/gevent_worker.py).
+    imports_before_patch: str | None = None
 
     def estimated_cpu_seconds(self, requests: int, in_flight: int) -> float:
         per_request_ms = self.cpu_ms_per_request + self.cpu_ms_per_request_per_in_flight * in_flight
@@ -91,25 +97,53 @@ CLIENTS: dict[str, Client] = {
         Client(
             "urllib", "bench.clients.urllib_client", (BLOCKING,), cpu_ms_per_request=1.0, connections=(NEW,)
         ),
+        # PostgreSQL's drivers (bench/clients/sql.py): SELECT pg_sleep(D) on one connection per
+        # request in flight. trio has no native driver: psycopg's trio form runs the blocking
+        # one in trio.to_thread. asyncpg needs an asyncio loop, so it never runs under gevent.
+        Client("psycopg", "bench.clients.psycopg_client", (BLOCKING, ASYNCIO, TRIO), target=POSTGRES),
+        Client(
+            "psycopg-imported-first",
+            "bench.clients.psycopg_client",
+            (BLOCKING,),
+            gevent_only=True,
+            target=POSTGRES,
+            imports_before_patch="psycopg",
+        ),
+        Client("psycopg2", "bench.clients.psycopg2_client", (BLOCKING,), target=POSTGRES),
+        Client(
+            "psycopg2-psycogreen",
+            "bench.clients.psycogreen_client",
+            (BLOCKING,),
+            gevent_only=True,
+            target=POSTGRES,
+        ),
+        Client("asyncpg", "bench.clients.asyncpg_client", (ASYNCIO,), target=POSTGRES),
+        Client("pg8000", "bench.clients.pg8000_client", (BLOCKING,), target=POSTGRES),
     )
 }
 
 # Without --bench-client, the seed's story: requests where code blocks, aiohttp for asyncio;
 # httpx's AsyncClient for trio (it runs there through anyio; aiohttp is asyncio only).
 DEFAULT_CLIENT = {BLOCKING: "requests", ASYNCIO: "aiohttp", TRIO: "httpx"}
+# ...and for PostgreSQL, psycopg 3: the one driver with a blocking and an asyncio form.
+DEFAULT_DB_CLIENT = "psycopg"
 # How a worker's command line says "no client": the CPU-bound control sends no requests.
 NO_CLIENT = "-"
 # The floor of client cost: what a model costs above it is the model's own cost.
 FLOOR = "raw"
 
 
-def clients_for(strategy, names: tuple[str, ...] | None = None, connection: str = REUSE) -> list[Client]:
-    """The clients a strategy runs with: those of ``names`` that can serve it (with ``connection``),
-    or its default."""
+def clients_for(
+    strategy, names: tuple[str, ...] | None = None, connection: str = REUSE, target: str = DELAY
+) -> list[Client]:
+    """The clients of a target a strategy runs with: those of ``names`` that can serve it (with
+    ``connection``), or its default."""
     if names is None:
-        return [CLIENTS[DEFAULT_CLIENT[strategy.api]]]
+        return [CLIENTS[DEFAULT_CLIENT[strategy.api] if target == DELAY else DEFAULT_DB_CLIENT]]
     return [
         CLIENTS[name]
         for name in names
-        if CLIENTS[name].serves(strategy) and CLIENTS[name].connects(connection)
+        if CLIENTS[name].target == target
+        and CLIENTS[name].serves(strategy)
+        and CLIENTS[name].connects(connection)
     ]

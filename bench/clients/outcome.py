@@ -21,11 +21,13 @@ def status_error(status: int) -> str | None:
 REFUSED_BY_CAP = status_error(HTTPStatus.SERVICE_UNAVAILABLE)
 
 
-def blocking_fetch_from(get):
+def blocking_fetch_from(get, error_of=status_error):
+    """``error_of`` judges what ``get`` returned: an HTTP status here, nothing for a database query."""
+
     def fetch(url: str) -> Outcome:
         started = time.perf_counter()
         try:
-            error = status_error(get(url))
+            error = error_of(get(url))
         except Exception as exc:  # every failure becomes a counted error, whatever its type
             error = describe_error(exc)
         return Outcome(error is None, started, time.perf_counter(), error)
@@ -33,13 +35,13 @@ def blocking_fetch_from(get):
     return fetch
 
 
-def asyncio_fetch_from(get, aclose=None):
+def asyncio_fetch_from(get, aclose=None, error_of=status_error):
     """The awaitable form, for asyncio and trio alike: it awaits ``get`` and nothing else."""
 
     async def fetch(url: str) -> Outcome:
         started = time.perf_counter()
         try:
-            error = status_error(await get(url))
+            error = error_of(await get(url))
         except Exception as exc:
             error = describe_error(exc)
         return Outcome(error is None, started, time.perf_counter(), error)

@@ -257,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one descriptor per open connection
 
-    runner = Runner(strategy, client, workload)
+    try:
+        runner = Runner(strategy, client, workload)
+    except Exception as exc:  # e.g. the database refused the connections: say so, not a traceback
+        send({"fatal": f"{strategy_name} could not set up its client: {describe_error(exc)}"})
+        return 1
     send(
         {
             "ready": True,

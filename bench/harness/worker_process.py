@@ -23,6 +23,8 @@ from bench.workload import Workload
 from servers.lifetime import PARENT_PID_VARIABLE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Read by bench/harness/gevent_worker.py before it patches (a trap row's driver, imported first).
+IMPORT_BEFORE_PATCH = "COROUTINE_BENCH_IMPORT_BEFORE_PATCH"
 # Importing requests (and gevent) and patching takes well under a second; CI machines are slower.
 STARTUP_TIMEOUT_S = 30.0
 # Short-lived threads are only seen if we look often; one read of /proc costs ~20 µs.
@@ -93,7 +95,12 @@ class WorkerProcess:
                 json.dumps(self.workload.as_dict()),
             ],
             cwd=PROJECT_ROOT,
-            env=worker_environment(),
+            env=worker_environment()
+            | (
+                {IMPORT_BEFORE_PATCH: self.client.imports_before_patch}
+                if self.client and self.client.imports_before_patch
+                else {}
+            ),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
