@@ -60,7 +60,7 @@ class _Control(ctypes.Structure):
         ("max_in_flight_at_reset", ctypes.c_int64),
         ("parent_pid", ctypes.c_int64),
         ("listen_overflows_at_reset", ctypes.c_int64),
-        ("parent_cpu_ticks_at_reset", ctypes.c_int64),
+        ("parent_cpu_ns_at_reset", ctypes.c_int64),
     )
 
 
@@ -90,9 +90,9 @@ class _WorkerSlot(ctypes.Structure):
 
 
 class _Baseline(ctypes.Structure):
-    """A worker's counters and CPU ticks at the last reset. Written by reset (under the lock) only."""
+    """A worker's counters and CPU time (ns) at the last reset. Written by reset (under the lock) only."""
 
-    _fields_ = (("counters", _Counters), ("cpu_ticks", ctypes.c_int64))
+    _fields_ = (("counters", _Counters), ("cpu_ns", ctypes.c_int64))
 
 
 def lateness_bucket(lateness_ms: float) -> int:
@@ -240,7 +240,7 @@ class SharedStats:
             max_in_flight = max(
                 [control.max_in_flight_at_reset] + [row.pop("_max_in_flight") for row in rows]
             )
-            parent_ticks = host_counters.cpu_ticks([control.parent_pid]) - control.parent_cpu_ticks_at_reset
+            parent_ns = host_counters.cpu_ns([control.parent_pid]) - control.parent_cpu_ns_at_reset
             overflows = host_counters.listen_overflows() - control.listen_overflows_at_reset
         lateness_max = max(row.pop("_lateness_max_ms") for row in rows)
         buckets = [row.pop("_buckets") for row in rows]
@@ -257,8 +257,8 @@ class SharedStats:
             "connections_accepted": sum(row["connections_accepted"] for row in rows),
             "listen_overflows": overflows,
             "cpu_seconds": round(
-                (parent_ticks + sum(row.pop("_cpu_ticks") for row in rows)) / host_counters.TICKS_PER_SECOND,
-                3,
+                (parent_ns + sum(row.pop("_cpu_ns") for row in rows)) / host_counters.NS_PER_SECOND,
+                6,
             ),
             "per_worker": rows,
         }
@@ -270,9 +270,9 @@ class SharedStats:
             control = self._control
             for slot, baseline in zip(self._shared.workers, self._shared.baselines, strict=True):
                 _copy_counters(slot.counters, baseline.counters)
-                baseline.cpu_ticks = host_counters.cpu_ticks([slot.pid])
+                baseline.cpu_ns = host_counters.cpu_ns([slot.pid])
             control.max_in_flight_at_reset = sum(slot.in_flight for slot in self._shared.workers)
-            control.parent_cpu_ticks_at_reset = host_counters.cpu_ticks([control.parent_pid])
+            control.parent_cpu_ns_at_reset = host_counters.cpu_ns([control.parent_pid])
             control.listen_overflows_at_reset = host_counters.listen_overflows()
             control.epoch += 1
 
@@ -288,7 +288,7 @@ def _worker_row(slot: _WorkerSlot, baseline: _Baseline, epoch: int) -> dict:
     """One worker's figures since the last reset; keys with a leading _ are for merging only."""
     counters, at_reset = slot.counters, baseline.counters
     current_epoch = slot.epoch == epoch
-    cpu_ticks = host_counters.cpu_ticks([slot.pid]) - baseline.cpu_ticks
+    cpu_ns = host_counters.cpu_ns([slot.pid]) - baseline.cpu_ns
     outcomes = [now - then for now, then in zip(counters.outcomes[:], at_reset.outcomes[:], strict=True)]
     buckets = [
         now - then
@@ -299,8 +299,8 @@ def _worker_row(slot: _WorkerSlot, baseline: _Baseline, epoch: int) -> dict:
         "in_flight": slot.in_flight,
         "open_connections": slot.open_connections,
         "connections_accepted": counters.connections_accepted - at_reset.connections_accepted,
-        "cpu_seconds": round(cpu_ticks / host_counters.TICKS_PER_SECOND, 3),
-        "_cpu_ticks": cpu_ticks,
+        "cpu_seconds": round(cpu_ns / host_counters.NS_PER_SECOND, 6),
+        "_cpu_ns": cpu_ns,
         "_max_in_flight": slot.max_in_flight if current_epoch else 0,
         "_lateness_max_ms": slot.lateness_max_ms if current_epoch else 0.0,
         "_buckets": buckets,

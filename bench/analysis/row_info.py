@@ -92,8 +92,8 @@ def server_cpu_per_request_us(rounds: list[dict], per: str = "server_requests") 
     """The delay server's CPU time per request it answered (or per connection it accepted, with
     ``per="server_connections_accepted"``), over these rounds (design rule 10).
 
-    Summed over the rounds, not a median of each: the server counts its CPU time in clock
-    ticks (10 ms here), coarse against one round of a few hundred requests.
+    Summed over the rounds, not a median of each, so a round that answered few requests weighs
+    little. The server reads its CPU time from the scheduler's account (ns; servers/host_counters.py).
     """
     measured = [r for r in rounds if r.get("server_cpu_seconds") is not None and r.get(per)]
     if not measured:
@@ -186,7 +186,7 @@ def row_info(
         "server_cpu_per_connection_us": server_cpu_per_request_us(
             complete, per="server_connections_accepted"
         ),
-        # The total behind it: the server counts CPU in clock ticks, so this says how coarse it is.
+        # The total behind it, so a reader sees how much CPU the per-request figure stands on.
         "server_cpu_seconds": _total(complete, "server_cpu_seconds"),
         "listen_overflows": sum(r.get("listen_overflows", 0) for r in complete),
         "ideal_seconds": ideal,
