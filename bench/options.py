@@ -61,16 +61,23 @@ class BenchOptions:
     server_priority: str = DEFAULT_SERVER_PRIORITY
     # A PostgreSQL started elsewhere for the db scenario; None: the suite starts its own.
     db_dsn: str | None = None
+    # Which of SHAPING_OPTIONS the command line gave: they must reach a scenario that uses them.
+    shaped: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
+        shaped = tuple(option for option in SHAPING_OPTIONS if _given(config, option))
         return cls(
+            shaped=shaped,
             requests=config.getoption("bench_requests"),
             delay_ms=config.getoption("bench_delay_ms"),
             concurrency=config.getoption("bench_concurrency"),
             strategies=config.getoption("bench_strategies"),
             rounds=config.getoption("bench_rounds"),
-            scenarios=config.getoption("bench_scenario"),
+            # --bench-requests or --bench-delay-ms with no scenario named: the workload they shape.
+            scenarios=config.getoption("bench_scenario")
+            if _given(config, "--bench-scenario") or not shaped
+            else (SHAPED_SCENARIO,),
             processes=config.getoption("bench_processes"),
             max_seconds=config.getoption("bench_max_seconds"),
             fail_rate=config.getoption("bench_fail_rate"),
@@ -88,7 +95,13 @@ class BenchOptions:
     def check(self) -> None:
         """Refuse a choice of clients that leaves an asked-for strategy with none to run it, or
         that cannot connect the way --bench-connection asks, or a server the suite cannot
-        give its CA or its names to."""
+        give its CA or its names to, or a workload shaped for scenarios that are not run."""
+        if self.shaped and not set(self.scenarios) & set(SHAPED_BY_OPTIONS):
+            raise ValueError(
+                f"{' and '.join(self.shaped)} shape the {' and '.join(SHAPED_BY_OPTIONS)} scenarios, and "
+                f"--bench-scenario {','.join(self.scenarios)} runs neither: add quick, or drop "
+                f"{' and '.join(self.shaped)}"
+            )
         if self.server_url and (self.tls or self.host == HOST_NAME or "connections" in self.scenarios):
             asked = (
                 "--bench-tls"
@@ -139,6 +152,19 @@ class BenchOptions:
                         f"--bench-client {','.join(self.clients)} has no client for {TARGET_NAMES[shape.target]}, "
                         f"where scenario {scenario} sends its requests: add one of {offered}"
                     )
+
+
+# --bench-requests and --bench-delay-ms shape these scenarios' workload; given without
+# --bench-scenario, the run is that workload (quick) rather than the default story, which would
+# silently ignore them.
+SHAPING_OPTIONS = ("--bench-requests", "--bench-delay-ms")
+SHAPED_BY_OPTIONS = ("quick", "everything")
+SHAPED_SCENARIO = "quick"
+
+
+def _given(config, option: str) -> bool:
+    """Whether the command line named ``option`` (its default may equal what was given)."""
+    return any(arg == option or arg.startswith(option + "=") for arg in config.invocation_params.args)
 
 
 def _int_at_least(minimum: int, maximum: int | None = None):
@@ -306,7 +332,8 @@ def add_options(parser) -> None:
         type=scenario_names,
         default=(DEFAULT_SCENARIO,),
         metavar="NAME[,NAME...]",
-        help=f"scenarios to run, comma-separated (default {DEFAULT_SCENARIO}): "
+        help=f"scenarios to run, comma-separated (default {DEFAULT_SCENARIO}; {SHAPED_SCENARIO} when "
+        f"{' or '.join(SHAPING_OPTIONS)} is given without it): "
         + "; ".join(f"{s.name}: {s.description}" for s in SCENARIOS.values()),
     )
     group.addoption(

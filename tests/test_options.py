@@ -4,6 +4,7 @@ import argparse
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -62,6 +63,12 @@ BAD_OPTIONS = pytest.mark.parametrize(
             "--bench-client=geventhttpclient --bench-strategies=threads,gevent-pool",
             "--bench-client geventhttpclient leaves threads with no client (threads needs one of requests, httpx, urllib3, raw)",
         ),
+        # A workload shaped for a scenario that is not run would be silently ignored.
+        (
+            "--bench-requests=500 --bench-scenario=story,sweep",
+            "--bench-requests shape the quick and everything scenarios, and --bench-scenario story,sweep "
+            "runs neither",
+        ),
         # A driver on an HTTP scenario, an HTTP client on db: not an empty run, a usage error.
         (
             "--bench-client=psycopg --bench-scenario=quick",
@@ -82,7 +89,7 @@ def test_bad_option_is_refused_with_its_reason(pytestconfig, argument, message):
     """Parsed by the parser pytest built, then checked together, as pytest_configure does."""
     with pytest.raises((pytest.UsageError, ValueError), match=re.escape(message)):
         namespace = pytestconfig._parser.parse(argument.split())
-        BenchOptions.from_config(_Parsed(namespace)).check()
+        BenchOptions.from_config(_Parsed(namespace, argument.split())).check()
 
 
 @pytest.mark.parametrize(
@@ -96,14 +103,32 @@ def test_bad_option_is_refused_with_its_reason(pytestconfig, argument, message):
 )
 def test_clients_for_every_chosen_target_are_accepted(pytestconfig, argument):
     namespace = pytestconfig._parser.parse(argument.split())
-    BenchOptions.from_config(_Parsed(namespace)).check()
+    BenchOptions.from_config(_Parsed(namespace, argument.split())).check()
+
+
+@pytest.mark.parametrize(
+    ("argument", "scenarios"),
+    [
+        ("", ("story",)),
+        ("--bench-requests=10000 --bench-delay-ms=2000", ("quick",)),
+        ("--bench-delay-ms 2000", ("quick",)),
+        ("--bench-requests=100 --bench-scenario=everything,cpu", ("everything", "cpu")),
+    ],
+)
+def test_the_options_that_shape_a_workload_run_it(pytestconfig, argument, scenarios):
+    """--bench-requests or --bench-delay-ms alone run quick, never the default story that ignores them."""
+    namespace = pytestconfig._parser.parse(argument.split())
+    options = BenchOptions.from_config(_Parsed(namespace, argument.split()))
+    options.check()
+    assert options.scenarios == scenarios
 
 
 class _Parsed:
-    """What BenchOptions.from_config needs of a config: its parsed options."""
+    """What BenchOptions.from_config needs of a config: its parsed options and its command line."""
 
-    def __init__(self, namespace) -> None:
+    def __init__(self, namespace, args: list[str]) -> None:
         self.namespace = namespace
+        self.invocation_params = SimpleNamespace(args=tuple(args))
 
     def getoption(self, name: str):
         return getattr(self.namespace, name)
@@ -181,7 +206,9 @@ def test_the_seed_replay_options_are_accepted(pytestconfig):
         "--bench-client=urllib --bench-connection=new --bench-tls --bench-host=name "
         "--bench-strategies=gevent-joinall,gevent-pool"
     )
-    options = BenchOptions.from_config(_Parsed(pytestconfig._parser.parse(argument.split())))
+    options = BenchOptions.from_config(
+        _Parsed(pytestconfig._parser.parse(argument.split()), argument.split())
+    )
     options.check()
     assert (options.clients, options.connection, options.tls, options.host) == (
         ("urllib",),
