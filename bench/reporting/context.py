@@ -72,6 +72,10 @@ def python_of(executable: str) -> dict:
 _FOLDERS = re.compile(r"(?:(?<=[\s=])|^)(file://)?/(?:[^\s'\"/]+/)+")
 
 
+def _portable_python(python: dict) -> dict:
+    return python | {"executable": portable(python["executable"])}
+
+
 def portable(command: str) -> str:
     """The command with every absolute path cut to its last part (``…/run.json``).
 
@@ -82,15 +86,17 @@ def portable(command: str) -> str:
 
 
 def run_context(config) -> dict:
+    """What a saved run records of its machine and command: versions, never the machine's paths
+    (a saved run may be committed, as the baseline is; issue 16)."""
     args = [str(arg) for arg in config.invocation_params.args]
     return {
-        "command": shlex.join(["pytest", *args]),
+        "command": portable(shlex.join(["pytest", *args])),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": package_versions(),
-        "client_python": python_of(sys.executable),
-        "server_python": python_of(server_python_executable()),
+        "client_python": _portable_python(python_of(sys.executable)),
+        "server_python": _portable_python(python_of(server_python_executable())),
         "server": config.stash.get(SERVER_INFO, {}),
         "openssl": ssl.OPENSSL_VERSION,
         # New connections (--bench-connection new) meet these (issue 17).
