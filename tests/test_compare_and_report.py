@@ -37,7 +37,7 @@ def scale_rounds(document: dict, strategy: str, factor: float, kind: str = "io")
 def test_the_baseline_is_a_complete_valid_run():
     run = load_run(BASELINE)
     assert all(row.valid for row in run.rows), [r.info["invalid_reason"] for r in run.rows if not r.valid]
-    assert {row.info["scenario"] for row in run.rows} == {"quick", "cpu"}
+    assert {row.info["scenario"] for row in run.rows} == {"seed", "ladder"}
 
 
 def test_same_against_same_passes(capsys):
@@ -120,7 +120,7 @@ def test_markdown_table(capsys):
     assert compare.main([str(BASELINE), str(BASELINE), "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "| strategy[client] | speedup vs sequential | efficiency |" in out
-    assert "#### quick:" in out
+    assert "#### seed:" in out
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ def test_report_writes_markdown_html_and_charts(tmp_path):
     out = tmp_path / "report"
     assert report.main([str(BASELINE), "--out", str(out)]) == 0
     names = {path.name for path in out.iterdir()}
-    assert {"report.md", "report.html", "side_by_side.png", "timeline.png", "cpu_control.png"} <= names
+    assert {"report.md", "report.html", "side_by_side.png", "timeline.png", "headline.png"} <= names
     markdown = (out / "report.md").read_text()
     assert "reproduce with: `pytest bench/" in markdown
     assert "![Timeline of one round](timeline.png)" in markdown
