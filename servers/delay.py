@@ -72,9 +72,9 @@ endpoints:
   POST /stats/reset         start a new observation window
 
 cost (python -m servers.cost: the server's own CPU per request, 1 worker on its own core,
-a raw client on the other): ~13 us per keep-alive request and ~45 us per new connection on
-uvloop (~14 and ~70 us on asyncio's loop), against ~45-65 and ~115-120 us for the aiohttp
-server it replaced.
+a raw client on the other), measured on a quiet 2-core VM: 10-12 us per keep-alive request
+and 48-59 us per new connection on uvloop (30 and 76 us on asyncio's loop), against 56-69 and
+133-141 us for the aiohttp server it replaced (results/runs/instrument/server-cost.txt).
 """
 
 
