@@ -151,8 +151,11 @@ def test_processpool_runs_c_processes_and_its_memory_counts_them(overlapping_wor
         result = worker.measure_round()
     assert len(pool) == CONCURRENCY
     # The cold figure counts the pool the warm-up forked; the first timed round starts from
-    # the tree after it, not from the worker alone (issue 19, item 2).
-    assert cold["peak_rss_bytes"] > CONCURRENCY * 2**20 > result["peak_rss_bytes"]
+    # the tree after it, not from the worker alone (issue 19, item 2), so it shows only its own
+    # growth: well under the pool's start-up, though pool processes the warm-up's few requests
+    # did not reach still grow in it (a fixed MiB bound failed once at 4.06 MiB on a loaded machine).
+    assert cold["peak_rss_bytes"] > CONCURRENCY * 2**20
+    assert result["peak_rss_bytes"] < cold["peak_rss_bytes"] / 2
     assert (result["ok"], result["processes_peak"]) == (REQUESTS, CONCURRENCY + 1)
     assert result["memory_method"] == memory.SUMMED_PSS
     # Each process has its own interpreter heap and client, at least 1 MiB of it not shared;
