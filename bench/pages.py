@@ -73,9 +73,12 @@ def pages(root: Path) -> list[Path]:
 
 
 def blocks_of(page: str, lines: list[str]) -> list[Block]:
-    found, i = [], 0
+    """The page's blocks; a marker inside a fenced code block is an example, not a block."""
+    found, i, fenced = [], 0, False
     while i < len(lines):
-        opening = OPEN.match(lines[i].strip())
+        if lines[i].lstrip().startswith("```"):
+            fenced = not fenced
+        opening = None if fenced else OPEN.match(lines[i].strip())
         if opening:
             try:
                 run, figure, *rest = shlex.split(opening["words"])

@@ -112,11 +112,16 @@ def story(run: Run, rows: list[Row]) -> str:
 
 
 def memory_table(run: Run, rows: list[Row]) -> str:
-    """The terminal's "memory, CPU and latency per round" table of one workload."""
+    """The terminal's "memory, CPU and latency per round" table of one workload, after its instrument line."""
     rows = _one_workload(rows, "memory-table")
+    capacity = next((r.info["instrument_capacity"] for r in rows if r.info.get("instrument_capacity")), None)
     table = markdown_table(MEMORY_COLUMNS, [memory_cells(row.info) for row in rows])
     invalid = [f"INVALID {row.label}: {row.info['invalid_reason']}" for row in rows if not row.valid]
-    return table + ("\n\n" + markdown_list(invalid) if invalid else "")
+    return (
+        (f"Instrument: {capacity}\n\n" if capacity else "")
+        + table
+        + ("\n\n" + markdown_list(invalid) if invalid else "")
+    )
 
 
 def verdicts(run: Run, rows: list[Row]) -> str:
@@ -183,6 +188,17 @@ def _listing(ratios: list[tuple[str, float]]) -> str:
     return ", ".join(f"{label} {ratio:.2f}x" for label, ratio in ratios)
 
 
+def capacities(run: Run, rows: list[Row]) -> str:
+    """Each workload's instrument line: what the preflight found the delay server holds (bench/harness/preflight.py)."""
+    lines = {}
+    for row in rows:
+        if capacity := row.info.get("instrument_capacity"):
+            lines.setdefault(row.group, capacity)
+    if not lines:
+        raise FigureError("capacities: no row of the selection records the instrument's capacity")
+    return markdown_list([f"{group}: {capacity}" for group, capacity in lines.items()])
+
+
 def connection_cells(run: Run, rows: list[Row]) -> str:
     """The connections scenario's cell-by-cell CPU table, then each row's verdict from keep-alive on."""
     table = connection_costs.cost_table(rows)
@@ -212,14 +228,6 @@ def source(run: Run, rows: list[Row]) -> str:
     return "Source: " + "; ".join(facts) + "."
 
 
-def duration(run: Run, rows: list[Row]) -> str:
-    """How long the run took, from its own start and end records."""
-    took = provenance.duration_seconds(run.context)
-    if took is None:
-        return f"`{run.path.as_posix()}` does not record how long it took (saved before runs recorded their start)."
-    return f"It took {_duration(took)} to make `{run.path.as_posix()}`."
-
-
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -232,7 +240,6 @@ class Figure:
 
 FIGURES: dict[str, Figure] = {
     "source": Figure(source),
-    "duration": Figure(duration),
     "ladder-table": Figure(ladder_table),
     "story": Figure(story),
     "memory-table": Figure(memory_table),
@@ -240,6 +247,7 @@ FIGURES: dict[str, Figure] = {
     "pair": Figure(pair, ("a", "b")),
     "speedups": Figure(speedups),
     "connection-cells": Figure(connection_cells),
+    "capacities": Figure(capacities),
 }
 
 
