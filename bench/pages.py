@@ -184,13 +184,11 @@ def run_problems(root: Path, cited: dict[str, list[Block]], check_provenance: bo
         path = root / name
         run = load_run(path)
         run.path = Path(name)
-        problems += summary_problems(run, json.loads(path.read_text())["benchmarks"])
+        found = summary_problems(run, json.loads(path.read_text())["benchmarks"])
         if check_provenance:
-            where = ", ".join(sorted({b.page for b in blocks}))
-            problems += [
-                f"{name} (cited by {where}): {problem}"
-                for problem in provenance.cited_run_problems(run.context, root)
-            ]
+            found += [f"{name}: {problem}" for problem in provenance.cited_run_problems(run.context, root)]
+        figures = ", ".join(f"{b.page}:{b.line} {b.figure}" for b in blocks)
+        problems += [f"{problem} (cited by {figures})" for problem in found]
     return problems
 
 
