@@ -173,6 +173,12 @@ def test_a_run_at_a_commit_outside_the_history_fails(repo):
     assert problems == [f"its commit {state['commit'][:10]} is not an ancestor of HEAD"]
 
 
+def test_a_run_at_a_commit_unknown_here_fails(repo):
+    state = provenance.tree_state(repo) | {"commit": "0123456789" * 4}
+    problems = provenance.cited_run_problems({provenance.KEY: {"start": state, "end": state}}, repo)
+    assert problems == ["its commit 0123456789 is not in this repository (a shallow clone?)"]
+
+
 def test_a_run_without_the_start_record_fails(repo):
     assert provenance.cited_run_problems({}, repo)[0].startswith("no provenance record")
     end_only = {provenance.KEY: {"end": provenance.tree_state(repo)}}

@@ -78,8 +78,9 @@ def cited_run_problems(context: dict, repo: Path) -> list[str]:
     commit = (record.get("start") or {}).get("commit")
     if commit and not problems:
         try:
-            unknown = _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0
-            if unknown or not is_ancestor(repo, commit):
+            if _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+                problems.append(f"its commit {commit[:10]} is not in this repository (a shallow clone?)")
+            elif not is_ancestor(repo, commit):
                 problems.append(f"its commit {commit[:10]} is not an ancestor of HEAD")
         except GitError as exc:
             problems.append(str(exc))
