@@ -32,6 +32,11 @@ from bench.reporting import provenance
 from bench.reporting.context import portable
 from bench.scenarios import LADDER_MODELS
 
+# A pool of C is "about C" times faster than sequential when every pool's ratio is within these
+# fractions of C: below, something other than the waves costs time (a pool's start, the client's
+# CPU); above 1.05 C, the pools beat the bound ceil(N / C) delays allows, and the words say so.
+ABOUT_C = (0.8, 1.05)
+
 
 class FigureError(ValueError):
     """A block asks for something its run cannot give; the message says what."""
@@ -164,7 +169,8 @@ def speedups(run: Run, rows: list[Row]) -> str:
     if pool := ratios["pool"]:
         low, high = min(r for _, r in pool), max(r for _, r in pool)
         waves = math.ceil(requests / concurrency)
-        about = "about C" if 0.8 * concurrency <= low and high <= 1.05 * concurrency else "not about C"
+        within = ABOUT_C[0] * concurrency <= low and high <= ABOUT_C[1] * concurrency
+        about = "about C" if within else "not about C"
         sentences.append(
             f"A pool of C={concurrency} runs {requests} requests in ceil(N / C) = {waves} delays, so it "
             f"beat sequential by {_range(low, high)}x ({about}): " + _listing(pool) + "."
