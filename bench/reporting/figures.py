@@ -28,7 +28,7 @@ from bench.analysis.summary import (
     verdict_lines,
 )
 from bench.analysis.verdicts import speedup
-from bench.reporting import provenance
+from bench.reporting import markdown, provenance
 from bench.reporting.context import portable
 from bench.scenarios import LADDER_MODELS
 
@@ -43,9 +43,7 @@ class FigureError(ValueError):
 
 
 def markdown_table(header: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
-    return "\n".join(lines)
+    return "\n".join(markdown.table(header, body))
 
 
 def markdown_list(items: list[str]) -> str:
