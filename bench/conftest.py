@@ -14,6 +14,7 @@ from bench.harness.cpu_task import calibrate_spin
 from bench.harness.interleave import RowRecord, run_interleaved
 from bench.harness.preflight import ATTEMPTS, Capacity, measure_capacity
 from bench.options import BenchOptions
+from bench.reporting import provenance
 from bench.reporting.context import SERVER_INFO, run_context
 from bench.scenarios import CPU_TASK_MS, SCENARIOS, Ladder, Shape
 from bench.targets import POSTGRES
@@ -23,6 +24,8 @@ RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 PYTEST_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
 SAVED_RUN = pytest.StashKey[dict]()
 LADDER = pytest.StashKey[Ladder]()
+# The work tree at the session's start and before saving (bench/reporting/provenance.py).
+TREE_AT = pytest.StashKey[dict]()
 
 
 def pytest_configure(config):
@@ -38,7 +41,9 @@ def pytest_configure(config):
 
 
 def pytest_sessionstart(session):
-    """Stop before anything runs if a library lacks a private attribute the suite relies on."""
+    """Record the tree the run starts from; stop before anything runs if a library lacks a
+    private attribute the suite relies on."""
+    session.config.stash[TREE_AT] = {"start": provenance.tree_state(RESULTS_DIR.parent)}
     if absent := private_hooks.missing(session.config):
         pytest.exit(private_hooks.message(absent), returncode=pytest.ExitCode.USAGE_ERROR)
 
@@ -54,6 +59,9 @@ def pytest_sessionfinish(session, exitstatus):
     benchmarks = getattr(session.config, "_benchmarksession", None)
     if exitstatus == pytest.ExitCode.INTERRUPTED and benchmarks is not None:
         benchmarks.save = benchmarks.autosave = benchmarks.json = None
+    # Before pytest-benchmark writes anything: a run saved into a tracked file (the baseline)
+    # would otherwise make its own end look dirty.
+    session.config.stash.setdefault(TREE_AT, {})["end"] = provenance.tree_state(RESULTS_DIR.parent)
     yield
 
 
@@ -198,7 +206,7 @@ def workloads(bench_options, delay_server, request) -> Workloads:
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     """Record what a reader of the saved run needs to trust and reproduce it."""
-    output_json["coroutine_bench"] = run_context(config)
+    output_json["coroutine_bench"] = run_context(config) | {provenance.KEY: config.stash.get(TREE_AT, {})}
     output_json[UNMEASURED_KEY] = unmeasured_rows(benchmarks)
     config.stash[SAVED_RUN] = output_json
 

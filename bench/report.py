@@ -26,7 +26,7 @@ from bench.analysis.summary import (
     memory_cells,
     verdict_lines,
 )
-from bench.reporting import charts, versions_report
+from bench.reporting import charts, markdown, versions_report
 from bench.reporting.context import portable
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -196,9 +196,7 @@ def to_markdown(blocks: list[tuple]) -> str:
         elif kind == "list":
             out += [f"- {item}" for item in content[0]] + [""]
         elif kind == "table":
-            header, rows = content
-            out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows] + [""]
+            out += [*markdown.table(*content), ""]
         elif kind == "image":
             out += [f"![{content[0]}]({content[1]})", ""]
     return "\n".join(out)
