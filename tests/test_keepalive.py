@@ -17,9 +17,13 @@ from test_clients import PAIRS, label, started_workers  # tests/ is on sys.path 
 
 from bench.analysis.row_info import invalid_reasons
 from bench.clients import CLIENTS
+from bench.harness import rounds
 from bench.harness.rounds import RoundRecorder
+from bench.harness.worker_process import WorkerProcess
+from bench.strategies import STRATEGIES
 from bench.targets import DELAY
 from bench.workload import NEW, REUSE, Workload
+from servers.process import running_delay_server
 
 # Each pair's round: N requests (C for the pools), a short delay so the sequential row stays quick.
 N, C, DELAY_MS = 200, 20, 5
@@ -151,3 +155,36 @@ def test_every_keepalive_client_is_covered():
     assert set(KEEPALIVE_CLIENTS) == {
         name for name, client in CLIENTS.items() if client.target == DELAY and client.connects(REUSE)
     }
+
+
+@pytest.mark.parametrize("keep_warm", [False, True], ids=["idle", "warmed again"])
+def test_connections_the_server_closed_while_idle_are_reopened_before_the_round(keep_warm, monkeypatch):
+    """A server that closes idle connections after 0.5 s, a worker idle for 1.5 s before its round:
+    without a second warm-up the round fails on the closed connections (the raw client, like
+    every client here, never retries); with it, the round succeeds and opens none."""
+    monkeypatch.setattr(rounds, "KEEPALIVE_IDLE_S", 0.3)
+    workload_args = {"requests": 20, "delay_ms": DELAY_MS, "concurrency": 20, "timeout_s": 10}
+    with running_delay_server(extra_args=("--idle-timeout-s", "0.5")) as server:
+        workload = Workload(server.base_url, **workload_args)
+        with WorkerProcess(STRATEGIES["threads"], CLIENTS["raw"], workload) as worker:
+            recorder = RoundRecorder(worker, server)
+            recorder.warm_up()
+            time.sleep(1.5)  # the server's idle timeout passes, with room for a loaded machine
+            if keep_warm:
+                recorder.keep_warm()
+            recorder.record_round()
+    [record] = recorder.rounds
+    assert recorder.failure is None
+    if not keep_warm:
+        assert (record["ok"], record["errors"]) == (0, 20), record["error_samples"]
+        assert recorder.rewarms == []
+        return
+    # The first found the closed connections by failing on them; the second opened them again.
+    assert [(w["ok"], w["server_connections_accepted"]) for w in recorder.rewarms] == [(0, 0), (20, 20)]
+    assert (record["ok"], record["server_connections_accepted"]) == (20, 0)
+    assert _reasons_for(record, workload) == []
+
+
+def _reasons_for(record: dict, workload: Workload) -> list[str]:
+    info = {"server_lateness_p99_ms": 0.0, "listen_overflows": 0}
+    return invalid_reasons(info, [record], workload)

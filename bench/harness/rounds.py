@@ -29,7 +29,8 @@ class RoundRecorder:
         self.process = process  # which of the row's worker processes this is
         self.rounds: list[dict] = []
         self.warmups: list[dict] = []
-        self.rewarms = 0  # warm-ups again before a round, whose connections might have idled out
+        # Warm-ups again before a round, whose connections might have idled out (``keep_warm``).
+        self.rewarms: list[dict] = []
         self.failure: str | None = None
         # Since when the worker's connections may have been idle: the last warm-up, or round.
         self._used_at = time.monotonic()
@@ -55,16 +56,19 @@ class RoundRecorder:
         """Called before each round: warm again (untimed) if a connection might sit idle past
         ``KEEPALIVE_IDLE_S`` before the round uses it. A connection used at the start of the last
         round may be reused as late as the end of the next one, which lasts about as long; the
-        server closes connections idle for 30 s."""
+        server closes connections idle for 30 s. A client finds a connection the server closed
+        only by failing a request on it (none retries), so a warm-up that failed any is
+        followed by one more, which opens fresh connections for those."""
         if self.failure or not self.warmups:
             return
         last_round_s = (self.rounds[-1].get("timed_seconds") or 0.0) if self.rounds else 0.0
         idle_s = time.monotonic() - self._used_at + last_round_s
         self._used_at = time.monotonic()  # the round starts now
         if idle_s > KEEPALIVE_IDLE_S:
-            self.rewarms += 1
             try:
-                self._warm_up()
+                self.rewarms.append(self._warm_up())
+                if self.rewarms[-1]["ok"] < self.rewarms[-1]["requests"]:
+                    self.rewarms.append(self._warm_up())
             except WorkerError as exc:
                 self._fail(f"the warm-up before a round failed: {exc}", seconds=None)
             except (OSError, urllib.error.URLError) as exc:
