@@ -26,6 +26,16 @@ CONNECTION_CLOSE = {"Connection": "close"}
 HOST_IP = "ip"
 HOST_NAME = "name"
 LOOPBACK_NAME = "localhost"
+# The warm-up's barrier (the delay server's gather=K): its requests wait at the server until all
+# K are in flight, so every connection a round reuses is open at once (issue 22). When K come
+# they are answered at once; this long is only ever waited by a model that never gets K in
+# flight: enough to start 10,000 threads and connect them on a loaded 2-core machine. Never
+# more than half the request timeout, so no client gives up on it first.
+GATHER_WAIT_MS = 10_000
+# How long a connection may sit idle between two uses and still be trusted to be open: under the
+# delay server's idle timeout (30 s), and the keep-alive expiry each client that has one is given.
+# A worker that could leave a connection idle longer warms again before its next round.
+KEEPALIVE_IDLE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -71,13 +81,23 @@ class Workload:
     def urls(self) -> list[str]:
         return [self.url] * self.requests
 
-    def warmup_urls(self, in_flight: int) -> list[str]:
-        """What primes a fresh worker: as many requests as it keeps in flight, none of them waiting.
+    @property
+    def gather_wait_ms(self) -> int:
+        return int(min(GATHER_WAIT_MS, self.timeout_s * 1000 / 2))
 
-        It opens the connections (and starts the threads) every round reuses, for a fraction
-        of a round's time; no faults are injected, so it never fails on purpose.
+    def warmup_urls(self, in_flight: int, gather: bool = True) -> list[str]:
+        """What primes a fresh worker: as many requests as it keeps in flight, held open together.
+
+        Each asks the delay server to answer only once all of them are in flight (``gather=K``),
+        so the model opens every connection its rounds reuse (and starts its threads), not the
+        handful that ``ms=0`` requests finished one after another would leave. ``gather=False``
+        (a database: its drivers open their connections before the warm-up) sends ``ms=0``.
+        No faults are injected, so it never fails on purpose.
         """
-        return [f"{self.base_url}/delay?ms=0"] * min(self.requests, in_flight)
+        count = min(self.requests, in_flight)
+        if not gather:
+            return [f"{self.base_url}/delay?ms=0"] * count
+        return [f"{self.base_url}/delay?ms={self.gather_wait_ms}&gather={count}"] * count
 
     def ideal_seconds(self, max_in_flight: int) -> float:
         """The wall time if only the server's delay and the round trip cost anything: ceil(N / C) waves."""

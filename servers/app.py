@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
+import heapq
+import itertools
 import json
 import random
 import re
@@ -35,9 +38,14 @@ STALL_CAP_S = 60.0
 _BODY = b"x" * MAX_BODY_BYTES
 _NON_NEGATIVE_INT = re.compile(r"[0-9]{1,9}")
 _FRACTION = re.compile(r"(0|1)(\.[0-9]{1,6})?|\.[0-9]{1,6}")
-# ms, bytes and stall are integers up to these limits; fail and drop are fractions of requests.
-_DELAY_PARAMETERS = ("ms", "bytes", "fail", "drop", "stall")
-_INTEGER_LIMITS = {"ms": MAX_DELAY_MS, "bytes": MAX_BODY_BYTES, "stall": 1}
+# The most requests a gather=K barrier waits for: more than any open-files limit lets in flight.
+MAX_GATHER = 1_000_000
+# How often a worker with gather requests waiting looks at the other workers' in-flight counts
+# and the shared release generation: one timer per worker, none per request.
+GATHER_POLL_S = 0.002
+# ms, bytes, stall and gather are integers up to these limits; fail and drop are fractions of requests.
+_DELAY_PARAMETERS = ("ms", "bytes", "fail", "drop", "stall", "gather")
+_INTEGER_LIMITS = {"ms": MAX_DELAY_MS, "bytes": MAX_BODY_BYTES, "stall": 1, "gather": MAX_GATHER}
 # The limits aiohttp applied before: a request line or header over 8 KiB, or over 128 headers,
 # gets 400; so does a request over 1 MiB in all (no endpoint takes a body), which also bounds
 # what the parser buffers for a header that never ends.
@@ -63,6 +71,8 @@ def parse_delay_query(query) -> dict[str, float]:
         if len(raw) > 1:
             raise BadRequest(f"{name} given {len(raw)} times")
         values[name] = _integer(name, raw[0]) if name in _INTEGER_LIMITS else _fraction(name, raw[0])
+    if values["gather"] and (values["fail"] or values["drop"] or values["stall"]):
+        raise BadRequest("gather=K is a warm-up barrier: no fail, drop or stall with it")
     return values
 
 
@@ -156,18 +166,19 @@ class _Responses(dict):
 
 # -- routing, remembered per URL ------------------------------------------------------------
 
-DELAY, SHOW_STATS, RESET_STATS, REFUSE = range(4)
+DELAY, SHOW_STATS, RESET_STATS, REFUSE, GATHER = range(5)
 
 
 class DelayRequest:
     """What a valid /delay query asks for, in the form the hot path reads."""
 
-    __slots__ = ("body_bytes", "delay_s", "drop", "fail", "stall")
+    __slots__ = ("body_bytes", "delay_s", "drop", "fail", "gather", "stall")
 
     def __init__(self, params: dict) -> None:
         self.delay_s = params["ms"] / 1000
         self.body_bytes = params["bytes"]
         self.fail, self.drop, self.stall = params["fail"], params["drop"], params["stall"]
+        self.gather = params["gather"]
 
 
 class _Query(dict):
@@ -186,7 +197,7 @@ class _Query(dict):
 
 
 def route(url: bytes) -> tuple[int, object]:
-    """(DELAY, DelayRequest), (SHOW_STATS | RESET_STATS, None), or (REFUSE, (status, reason))."""
+    """(DELAY | GATHER, DelayRequest), (SHOW_STATS | RESET_STATS, None), or (REFUSE, (status, reason))."""
     try:
         parsed = httptools.parse_url(url)
     except httptools.HttpParserInvalidURLError:
@@ -195,9 +206,10 @@ def route(url: bytes) -> tuple[int, object]:
     if path == "/delay":
         query = (parsed.query or b"").decode("latin-1")
         try:
-            return DELAY, DelayRequest(parse_delay_query(_Query.parse(query)))
+            request = DelayRequest(parse_delay_query(_Query.parse(query)))
         except BadRequest as exc:
             return REFUSE, (400, str(exc))
+        return (GATHER if request.gather else DELAY), request
     if path == "/stats":
         return SHOW_STATS, None
     if path == "/stats/reset":
@@ -215,6 +227,73 @@ class RouteCache(dict):
         return found
 
 
+# -- gather=K: the warm-up's barrier ---------------------------------------------------------
+
+
+class Gathering:
+    """One worker's ``/delay?ms=W&gather=K`` requests, each answered once K requests are in
+    flight over all workers, or W ms after it arrived, whichever comes first.
+
+    The warm-up holds every connection a round will use open at once this way (issue 22): a
+    model that finishes ``ms=0`` requests one after another would otherwise reuse a handful.
+    Connections are spread over the workers by the kernel, so the worker that sees K in flight
+    moves the shared release generation (``SharedStats.release``), and each worker answers
+    the requests that have been waiting since an older generation. Checked as a request
+    arrives, and by one poll timer per worker while any wait; a plain /delay never comes here.
+    """
+
+    def __init__(self, stats: SharedStats) -> None:
+        self.stats = stats
+        # The release generation a request arrived in -> its entries [protocol, target, arrival];
+        # an answered entry's protocol is set to None.
+        self.waiting: dict[int, list[list]] = {}
+        self.deadlines: list[tuple[float, int, list]] = []  # heap of (arrival + W, order, entry)
+        self.order = itertools.count()
+        self.live = 0
+        self.fewest = MAX_GATHER  # the smallest K among the requests waiting
+        self.poll: asyncio.TimerHandle | None = None
+
+    def wait(self, protocol: DelayProtocol, target: DelayRequest, arrival: float) -> None:
+        entry = [protocol, target, arrival]
+        self.waiting.setdefault(self.stats.release_generation, []).append(entry)
+        heapq.heappush(self.deadlines, (arrival + target.delay_s, next(self.order), entry))
+        self.live += 1
+        self.fewest = min(self.fewest, target.gather)
+        self._check()
+        if self.live and self.poll is None:
+            self.poll = protocol.loop.call_later(GATHER_POLL_S, self._poll, protocol.loop)
+
+    def _poll(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.poll = None
+        self._check()
+        if self.live:
+            self.poll = loop.call_later(GATHER_POLL_S, self._poll, loop)
+
+    def _check(self) -> None:
+        if self.stats.in_flight_total() >= self.fewest:
+            self.stats.release()
+        generation = self.stats.release_generation
+        for arrived_in in [g for g in self.waiting if g != generation]:
+            for entry in self.waiting.pop(arrived_in):
+                self._answer(entry)
+        now = time.monotonic()
+        while self.deadlines and self.deadlines[0][0] <= now:
+            self._answer(heapq.heappop(self.deadlines)[2])
+        if not self.live:
+            self.waiting.clear()
+            self.deadlines.clear()
+            self.fewest = MAX_GATHER
+
+    def _answer(self, entry: list) -> None:
+        protocol, target, arrival = entry
+        if protocol is None:
+            return  # answered already (released, then its deadline came)
+        entry[0] = None
+        self.live -= 1
+        if protocol.in_flight and not protocol.transport.is_closing():  # else the client hung up
+            protocol._delay_over(target, arrival)
+
+
 # -- the app and its connections ------------------------------------------------------------
 
 
@@ -228,6 +307,7 @@ class DelayApp:
         self.routes = RouteCache()
         self.responses = _Responses()
         self.connections: set[DelayProtocol] = set()
+        self.gathering = Gathering(stats)
 
     def __call__(self) -> DelayProtocol:
         """The protocol factory ``loop.create_server`` calls for each accepted connection.
@@ -390,6 +470,10 @@ class DelayProtocol(asyncio.Protocol):
                 self.timer = self.loop.call_later(target.delay_s, self._delay_over, target, arrival)
             else:
                 self._delay_over(target, arrival)
+        elif kind == GATHER:
+            self.busy = self.in_flight = True
+            self.stats.enter()
+            self.app.gathering.wait(self, target, arrival)
         elif kind == REFUSE:
             self.stats.count(REJECTED)
             self._send(text_response(*target, keep_alive=self.keep_alive))
@@ -399,6 +483,10 @@ class DelayProtocol(asyncio.Protocol):
             self.keep_alive = False
             self._send(_METHOD_NOT_ALLOWED)
         else:
+            # The workers run with the cyclic GC off (servers.delay): a collection walks every
+            # live protocol and timer, and made the server late mid-round. Here, between rounds
+            # and before the new window, is where this worker collects what cycles there are.
+            gc.collect()
             self.stats.reset()
             self._send(self._json(self.stats.as_dict()))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import os
 import resource
@@ -67,6 +68,9 @@ EPILOG = """\
 endpoints:
   GET /delay?ms=D&bytes=B   wait D ms (0..60000), answer B bytes (0..10 MiB); faults on purpose:
                             fail=P (500), drop=P (close, no answer), stall=1 (head, no body)
+  GET /delay?ms=W&gather=K  the warm-up's barrier: wait until K requests are in flight over all
+                            workers, or W ms, whichever comes first; then every gather request
+                            waiting is answered at once (so K connections are open together)
   GET /stats                JSON: counts, in flight and its peak, lateness from arrival,
                             connections, listen-queue overflows, CPU seconds, per worker
   POST /stats/reset         start a new observation window
@@ -75,6 +79,11 @@ cost (python -m servers.cost: the server's own CPU per request, 1 worker on its 
 a raw client on the other), measured on a quiet 2-core VM: 10-12 us per keep-alive request
 and 48-59 us per new connection on uvloop (30 and 76 us on asyncio's loop), against 56-69 and
 133-141 us for the aiohttp server it replaced (results/runs/instrument/server-cost.txt).
+
+garbage collection: the workers run with Python's cyclic collector off (inherited from the
+parent, which freezes what it imported), because a collection walks every live connection and
+timer and made the server answer 80-120 ms late at 5,000 in flight; the worker that answers
+POST /stats/reset collects before it starts the new window, outside any timed round.
 """
 
 
@@ -243,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         addresses = [(sock.getsockname(), sock.family) for sock in reserved]
         stats = SharedStats(args.workers)
+        # Off in every worker (a fork inherits it): a collection of the older generations walks
+        # every live protocol, parser and timer, mid-round (design.md, "Known traps": 83-123 ms
+        # late with it on, 4.7-4.9 ms with it off). What imports built is frozen out of any
+        # collection; the resets collect (servers.app), between rounds.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
 
         def work(index: int, ready_fd: int) -> int:
             for sock in reserved:

@@ -53,7 +53,7 @@ SERVED, REJECTED, FAILED_ON_PURPOSE, DROPPED_ON_PURPOSE, STALLED = range(len(OUT
 
 
 class _Control(ctypes.Structure):
-    """Written by reset (under the lock) only."""
+    """Written by reset (under the lock) only, but for ``release_generation``."""
 
     _fields_ = (
         ("epoch", ctypes.c_int64),
@@ -61,6 +61,10 @@ class _Control(ctypes.Structure):
         ("parent_pid", ctypes.c_int64),
         ("listen_overflows_at_reset", ctypes.c_int64),
         ("parent_cpu_ns_at_reset", ctypes.c_int64),
+        # Bumped by any worker that sees a gather request's K in flight (servers.app, Gathering):
+        # the others release their waiting gather requests when it moves. Two workers bumping at
+        # once may write the same value; the generation still moves, which is all a waiter asks.
+        ("release_generation", ctypes.c_int64),
     )
 
 
@@ -207,6 +211,21 @@ class SharedStats:
         self._sync_epoch(slot)
         if lateness_ms > slot.lateness_max_ms:
             slot.lateness_max_ms = lateness_ms
+
+    def in_flight_total(self) -> int:
+        """Requests in flight over all workers, as ``enter`` counts them for the peak."""
+        total = self._slot.in_flight
+        for other in self._others:
+            total += other.in_flight
+        return total
+
+    @property
+    def release_generation(self) -> int:
+        return self._control.release_generation
+
+    def release(self) -> None:
+        """Move the release generation: every worker answers the gather requests waiting from before."""
+        self._control.release_generation += 1
 
     def count(self, outcome: int) -> None:
         self._outcomes[outcome] += 1

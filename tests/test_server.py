@@ -49,7 +49,7 @@ def test_largest_body_is_served(delay_server):
         ("ms=99999999999999999999", "ms must be a non-negative integer, got '99999999999999999999'"),
         (f"bytes={MAX_BODY_BYTES + 1}", f"bytes must be <= {MAX_BODY_BYTES}, got {MAX_BODY_BYTES + 1}"),
         ("ms=1&ms=2", "ms given 2 times"),
-        ("sleep=5", "unknown parameter 'sleep'; known: ms, bytes, fail, drop, stall"),
+        ("sleep=5", "unknown parameter 'sleep'; known: ms, bytes, fail, drop, stall, gather"),
         ("fail=1.5", "fail must be a fraction between 0 and 1, got '1.5'"),
         ("fail=-0.1", "fail must be a fraction between 0 and 1, got '-0.1'"),
         ("drop=half", "drop must be a fraction between 0 and 1, got 'half'"),
@@ -79,6 +79,7 @@ def test_parse_delay_query_accepts_the_limits():
         "fail": 0.0,
         "drop": 0.0,
         "stall": 0,
+        "gather": 0,
     }
     assert parse_delay_query(MultiDict(fail="1", drop="0.25", stall="1"))["drop"] == 0.25
     with pytest.raises(BadRequest):

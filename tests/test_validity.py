@@ -19,6 +19,8 @@ from servers.process import running_delay_server
 def record_one_round(strategy, workload, server=None) -> dict:
     with WorkerProcess(strategy, CLIENTS["requests"], workload) as worker:
         recorder = RoundRecorder(worker, server)
+        if server:  # as every row does: its keep-alive rounds reuse what the warm-up opened
+            recorder.warm_up()
         recorder.record_round()
     return row_info(strategy, CLIENTS["requests"], workload, worker.monkey_patched, [], recorder.rounds)
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from bench.clients import Client
 from bench.strategies import Strategy
-from bench.workload import Workload
+from bench.workload import NEW, Workload
 
 # The server fell behind if its responses left later than this after their due time.
 SERVER_LATENESS_FLOOR_MS = 20.0
@@ -174,6 +174,9 @@ def row_info(
         "resolver": _first(complete, "resolver"),
         "resolver_calls": _median(complete, "resolver_calls"),
         "server_connections_accepted": _worst(complete, "server_connections_accepted"),
+        # Issue 22: each round's count (0 in every keep-alive round), and what each warm-up opened.
+        "server_connections_accepted_by_round": [r.get("server_connections_accepted") for r in complete],
+        "warmup_connections_accepted": [w.get("server_connections_accepted") for w in warmup],
         "worker_nice": _first(complete, "worker_nice"),
         "monkey_patched": monkey_patched,
         "client_max_in_flight": client_in_flight,
@@ -214,7 +217,7 @@ def row_info(
             else None
         ),
     }
-    reasons = invalid_reasons(info, rounds, workload)
+    reasons = invalid_reasons(info, rounds, workload, warmup)
     if strategy.processes and complete:
         reasons += process_pool_reasons(info, allowed)
     held = instrument_reasons(info, workload)
@@ -264,8 +267,10 @@ def instrument_reasons(info: dict, workload: Workload) -> list[str]:
     return reasons
 
 
-def invalid_reasons(info: dict, rounds: list[dict], workload: Workload) -> list[str]:
-    """Why this row measured the wrong thing, if it did (design rules 4 and 5)."""
+def invalid_reasons(
+    info: dict, rounds: list[dict], workload: Workload, warmups: list[dict] | None = None
+) -> list[str]:
+    """Why this row measured the wrong thing, if it did (design rules 4, 5 and 12)."""
     reasons = []
     n = workload.requests
     failed = [r for r in rounds if r["ok"] != n]
@@ -289,4 +294,31 @@ def invalid_reasons(info: dict, rounds: list[dict], workload: Workload) -> list[
     faults = [(r["errors"], r["server_faults"]) for r in rounds if r.get("server_faults") is not None]
     if any(errors < injected for errors, injected in faults):
         reasons.append(f"the client counted fewer errors than the server injected faults: {faults}")
+    reasons += connection_reasons(rounds, workload, warmups or [])
     return reasons
+
+
+def connection_reasons(rounds: list[dict], workload: Workload, warmups: list[dict]) -> list[str]:
+    """The same work on every side, by the server's count of each round's new connections (issue 22).
+
+    A keep-alive round opens none (its warm-up opened them all); a fault the server injected may
+    close one (a drop, a stall the client gave up on), and its reopening is not held against the
+    row. A new-connection round opens exactly N, one per request. Rounds the server did not count
+    (a database, a server too old) say nothing.
+    """
+    counted = [r for r in rounds if r.get("server_connections_accepted") is not None]
+    if not counted:
+        return []
+    if workload.connection == NEW:
+        opened = [r["server_connections_accepted"] for r in counted]
+        if any(count != workload.requests for count in opened):
+            return [
+                f"opened {opened} connections in its rounds, not {workload.requests} each (one per request)"
+            ]
+        return []
+    reopened = [r for r in counted if r["server_connections_accepted"] > (r.get("server_faults") or 0)]
+    if not reopened:
+        return []
+    worst = max(r["server_connections_accepted"] for r in reopened)
+    shortfalls = sorted({w["shortfall"] for w in warmups if w.get("shortfall")})
+    return [f"opened {worst} connections in a keep-alive round" + "".join(f"; {s}" for s in shortfalls)]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from bench.clients.outcome import asyncio_fetch_from
 from bench.clients.tls import client_context
+from bench.workload import KEEPALIVE_IDLE_S
 
 
 async def asyncio_fetch(workload, pool_size: int):
     """A session with no connection limit and the workload's timeout; it never resends.
 
     aiohttp's connector allows 100 connections by default (``limit``), which would quietly
-    cap the unbounded strategy; 0 means no limit. New connections: ``force_close``, aiohttp's
-    switch for "no pool" (it sends ``Connection: close``). TLS: one verifying context.
+    cap the unbounded strategy; 0 means no limit. It closes a connection idle for 15 s
+    (``keepalive_timeout``): kept as long as the harness trusts an idle connection instead.
+    New connections: ``force_close``, aiohttp's switch for "no pool" (it sends
+    ``Connection: close``; no keep-alive timeout goes with it). TLS: one verifying context.
     """
     import aiohttp
 
@@ -21,6 +24,7 @@ async def asyncio_fetch(workload, pool_size: int):
             limit_per_host=0,
             force_close=workload.new_connections,
             ssl=client_context(workload) or True,
+            **({} if workload.new_connections else {"keepalive_timeout": KEEPALIVE_IDLE_S}),
         ),
         timeout=aiohttp.ClientTimeout(total=workload.timeout_s),
     )

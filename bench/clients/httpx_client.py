@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from bench.clients.outcome import asyncio_fetch_from, blocking_fetch_from
 from bench.clients.tls import client_context
+from bench.workload import KEEPALIVE_IDLE_S
 
 
 def _settings(workload, pool_size: int) -> dict:
     """Pool and timeout, the same for both forms.
 
-    httpx allows 100 connections, keeps 20 alive, and raises PoolTimeout after 5 s in the
-    queue: no connection cap, a keep-alive slot per request in flight, and the workload's
-    timeout on connect, read, write and the (never used) pool wait. Its transports never
+    httpx allows 100 connections, keeps 20 alive for 5 s each, and raises PoolTimeout after 5 s
+    in the queue: no connection cap, a keep-alive slot per request in flight, kept as long as
+    the harness trusts an idle connection (a round can leave one idle longer than 5 s, and the
+    next round would reconnect it), and the workload's timeout on connect, read, write and the
+    (never used) pool wait. Its transports never
     retry a request (``retries`` counts connect attempts only, and defaults to 0). New
     connections: ``Connection: close`` on every request (httpcore then drops the connection).
     TLS: one verifying context per client.
@@ -28,7 +31,9 @@ def _settings(workload, pool_size: int) -> dict:
     return {
         "headers": workload.request_headers,
         "verify": client_context(workload) or True,
-        "limits": httpx.Limits(max_connections=None, max_keepalive_connections=pool_size),
+        "limits": httpx.Limits(
+            max_connections=None, max_keepalive_connections=pool_size, keepalive_expiry=KEEPALIVE_IDLE_S
+        ),
         "timeout": httpx.Timeout(workload.timeout_s),
     }
 

@@ -9,8 +9,8 @@ Two kinds of noise would otherwise pass for differences between strategies (desi
   then process 2 of every row, and so on, each pass starting one row later than the last, so
   drift lands on every row alike.
 
-Each process is started, primed (``warmup``: its in-flight count of requests that do not
-wait), runs its share of the rounds and is stopped before the next row's process starts,
+Each process is started, primed (``warmup``: its in-flight count of requests, held open
+together by the delay server), runs its share of the rounds and is stopped before the next row's process starts,
 so only one worker is ever alive. Every figure comes from a real, timed round; the per-row
 tests hand those rounds to pytest-benchmark (``bench/test_side_by_side.py``).
 """
@@ -72,6 +72,7 @@ def _run_process(record: RowRecord, workload: Workload, server, k: int, share: i
             recorder = RoundRecorder(worker, server, process=k)
             recorder.warm_up()
             for _ in range(share):
+                recorder.keep_warm()
                 recorder.record_round()
             if last and recorder.failure is None:
                 record.timeline = worker.details(timeline=True)["timeline"]

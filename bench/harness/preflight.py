@@ -1,7 +1,9 @@
 """The instrument certifies itself: what burst the delay server holds here, before a workload runs.
 
 Before each IO workload, the cheapest client (raw, on asyncio: it opens connections fastest,
-so its burst is the hardest) sends the workload's largest in-flight count at its delay, once;
+so its burst is the hardest) sends the workload's largest in-flight count at its delay, once,
+on connections its warm-up opened and held open together, as every keep-alive row's does
+(``RoundRecorder.warm_up``: the load the rows put on the server, issue 22);
 if the server answers late (``row_info.lateness_limit_ms``), overflows its listen queue or
 fails a request, the burst is halved and tried again, a few times at most. The largest burst
 held is the measured capacity, printed before the workload and recorded in its rows.
@@ -108,11 +110,16 @@ def _burst(server, workload: Workload) -> dict:
         overflows=record.get("listen_overflows") or 0,
         errors=record["errors"],
         server_cpu_per_request_us=server_cpu_per_request_us([record]),
+        warmup_connections_accepted=recorder.warmups[0].get("server_connections_accepted")
+        if recorder.warmups
+        else None,
+        connections_opened_in_round=record.get("server_connections_accepted"),
     )
     result["held"] = (
         not recorder.failure
         and result["errors"] == 0
         and result["overflows"] == 0
+        and not result["connections_opened_in_round"]  # else it certified another load than the rows'
         and result["lateness_p99_ms"] <= lateness_limit_ms(workload.delay_ms)
     )
     return result

@@ -18,6 +18,7 @@ from http import HTTPStatus
 
 from bench.harness import kernel
 from bench.harness.worker_process import WorkerError, WorkerProcess
+from bench.workload import KEEPALIVE_IDLE_S
 from servers.process import DelayServer
 
 
@@ -28,15 +29,76 @@ class RoundRecorder:
         self.process = process  # which of the row's worker processes this is
         self.rounds: list[dict] = []
         self.warmups: list[dict] = []
+        # Warm-ups again before a round, whose connections might have idled out (``keep_warm``).
+        self.rewarms: list[dict] = []
         self.failure: str | None = None
+        # Since when the worker's connections may have been idle: the last warm-up, or round.
+        self._used_at = time.monotonic()
 
     def warm_up(self) -> None:
+        """Open, at once, every connection the rounds will reuse, and count them at the server.
+
+        The delay server's counters are reset before and read after (only one worker is alive
+        at a time: they are this worker's), so each warm-up records the connections it opened
+        (less the /stats read's own) and the most requests in flight at once; a keep-alive
+        warm-up that did not open its K connections says so (``shortfall``).
+        """
         if self.failure:
             return
         try:
-            self.warmups.append(self.worker.warm_up())
+            self.warmups.append(self._warm_up())
         except WorkerError as exc:
             self._fail(f"the warm-up failed: {exc}", seconds=None)
+        except (OSError, urllib.error.URLError) as exc:
+            self._fail(f"could not read the delay server around the warm-up: {exc}", seconds=None)
+
+    def keep_warm(self) -> None:
+        """Called before each round: warm again (untimed) if a connection might sit idle past
+        ``KEEPALIVE_IDLE_S`` before the round uses it. A connection used at the start of the last
+        round may be reused as late as the end of the next one, which lasts about as long; the
+        server closes connections idle for 30 s. A client finds a connection the server closed
+        only by failing a request on it (none retries), so a warm-up that failed any is
+        followed by one more, which opens fresh connections for those."""
+        if self.failure or not self.warmups:
+            return
+        last_round_s = (self.rounds[-1].get("timed_seconds") or 0.0) if self.rounds else 0.0
+        idle_s = time.monotonic() - self._used_at + last_round_s
+        self._used_at = time.monotonic()  # the round starts now
+        if idle_s > KEEPALIVE_IDLE_S:
+            try:
+                self.rewarms.append(self._warm_up())
+                if self.rewarms[-1]["ok"] < self.rewarms[-1]["requests"]:
+                    self.rewarms.append(self._warm_up())
+            except WorkerError as exc:
+                self._fail(f"the warm-up before a round failed: {exc}", seconds=None)
+            except (OSError, urllib.error.URLError) as exc:
+                self._fail(f"could not read the delay server around the warm-up: {exc}", seconds=None)
+
+    def _warm_up(self) -> dict:
+        counted = isinstance(self.server, DelayServer)  # a database's referee counts no connections
+        if counted:
+            self._check_server()
+            self.server.reset_stats()
+        warmup = self.worker.warm_up()
+        self._used_at = time.monotonic()
+        if not counted:
+            return warmup
+        stats = self.server.stats()
+        workload = self.worker.workload
+        expected = self.worker.strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
+        accepted = stats.get("connections_accepted")
+        warmup |= {
+            "connections_expected": expected,
+            # Less the /stats read's own, accepted after the reset.
+            "server_connections_accepted": None if accepted is None else accepted - 1,
+            "server_max_in_flight": stats.get("max_in_flight"),
+        }
+        if not workload.new_connections and accepted is not None and accepted - 1 < expected:
+            warmup["shortfall"] = (
+                f"its warm-up opened {accepted - 1} of the {expected} connections its rounds reuse "
+                f"(at most {stats.get('max_in_flight')} in flight at the server)"
+            )
+        return warmup
 
     def record_round(self) -> None:
         if self.failure:

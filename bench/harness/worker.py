@@ -5,7 +5,8 @@ strategies; CLIENT is ``-`` for the CPU-bound control, which sends no requests).
 command read on stdin:
 
 - ``warmup``: run the strategy once on ``Workload.warmup_urls`` (as many requests as it
-  keeps in flight, none waiting), to open the connections every round reuses;
+  keeps in flight, held at the server until all are in flight), to open the connections
+  every round reuses;
 - ``round``: run the strategy once and answer with the measured figures, nothing else, so
   the parent's timer stops as soon as the round does;
 - ``details``: the last round's ok/error counts, latency and in-flight figures, computed
@@ -35,6 +36,7 @@ from bench.harness.cpu_task import cpu_task
 from bench.harness.resolver import ResolverCalls
 from bench.harness.timeline import round_details
 from bench.strategies import STRATEGIES, Strategy
+from bench.targets import DELAY
 from bench.workload import Workload, describe_error
 from servers.lifetime import PARENT_PID_VARIABLE, die_with_parent
 
@@ -75,9 +77,12 @@ class Runner:
         self.resolver = "; ".join(filter(None, (self.resolver_calls.path, client and client.resolver_note)))
         self.urls = workload.urls()
         self.concurrency = workload.concurrency
-        # A connection for every request that may be in flight; the warm-up opens that many.
+        # A connection for every request that may be in flight; the warm-up opens that many, at
+        # once, held by the delay server's barrier (a database's drivers open theirs up front).
         pool_size = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
-        self.warmup_urls = workload.warmup_urls(pool_size)
+        self.warmup_urls = workload.warmup_urls(
+            pool_size, gather=client is not None and client.target == DELAY
+        )
         self.module = strategy.load()
         asynchronous = strategy.api != BLOCKING
         self.loop = loops.new_loop(strategy.loop) if strategy.loop else None
