@@ -11,6 +11,7 @@ from bench.reporting.context import SERVER_INFO, server_python_executable
 from bench.scenarios import database_in_flight
 from bench.targets import postgres
 from bench.targets.postgres_cluster import INSTALL_HINT
+from bench.workload import SUITE_IDLE_TIMEOUT_S
 from servers.process import ServerStartError, remote_delay_server, running_delay_server
 
 
@@ -67,7 +68,12 @@ def _suite_server(tls: bool):
         yield stack.enter_context(
             running_delay_server(
                 python=server_python_executable(),
-                extra_args=("--ipv6-loopback", *(ca.server_args if ca else ())),
+                extra_args=(
+                    "--ipv6-loopback",
+                    "--idle-timeout-s",
+                    str(SUITE_IDLE_TIMEOUT_S),
+                    *(ca.server_args if ca else ()),
+                ),
                 ca_file=ca and ca.ca_file,
             )
         )

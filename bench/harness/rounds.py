@@ -56,7 +56,7 @@ class RoundRecorder:
         """Called before each round: warm again (untimed) if a connection might sit idle past
         ``KEEPALIVE_IDLE_S`` before the round uses it. A connection used at the start of the last
         round may be reused as late as the end of the next one, which lasts about as long; the
-        server closes connections idle for 30 s. A client finds a connection the server closed
+        server the suite starts closes connections idle for ``SUITE_IDLE_TIMEOUT_S``. A client finds a connection the server closed
         only by failing a request on it (none retries), so a warm-up that failed any is
         followed by one more, which opens fresh connections for those."""
         if self.failure or not self.warmups:
