@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from bench.analysis import connection_costs
-from bench.analysis.verdicts import speedup
+from bench.analysis.verdicts import Margins, speedup, within
 from bench.harness.memory import PSS_METHOD_PREFIX
 from bench.strategies import TWIN_SUFFIX
 
@@ -206,6 +206,8 @@ def verdict_lines(rows: list[Row]) -> list[str]:
     pairs = head_to_heads(rows)
     # Every interval printed for this workload shares one 95% (docs/reference/statistics.md, "Verdicts").
     comparisons = sum(_compared_with_reference(row, rows) is not None for row in rows) + len(pairs)
+    # Each line is read against the run's time margin: different, the same within it, or not resolved.
+    margin = Margins.of([row.info for row in rows]).time
     lines = []
     for row in rows:
         info = row.info
@@ -235,10 +237,10 @@ def verdict_lines(rows: list[Row]) -> list[str]:
         elif not reference.valid:
             lines.append(f"{label} no speedup: {reference.label} is INVALID ({facts})")
         else:
-            verdict = speedup(reference.round_groups, row.round_groups, comparisons).describe(reference.label)
-            lines.append(f"{label} {verdict}, {facts}")
+            verdict = speedup(reference.round_groups, row.round_groups, comparisons, margin)
+            lines.append(f"{label} {verdict.describe(reference.label)}, {facts}")
     lines += [
-        f"{b.label} vs {a.label}: {speedup(a.round_groups, b.round_groups, comparisons).describe(a.label)}"
+        f"{b.label} vs {a.label}: {speedup(a.round_groups, b.round_groups, comparisons, margin).describe(a.label)}"
         for a, b in pairs
     ]
     if any(a.client != b.client and a.strategy != b.strategy for a, b in pairs):
@@ -349,7 +351,8 @@ def render(rows: list[Row]) -> list[str]:
         out += memory_table(members)
         out += [
             "",
-            f"verdicts (median wall time; intervals over worker processes, 95% for the whole table): {group}",
+            f"verdicts (median wall time; intervals over worker processes, 95% for the whole table; the same: "
+            f"the interval within {within(Margins.of([r.info for r in members]).time)}): {group}",
         ]
         out += verdict_lines(members)
         split = decomposition(members)
