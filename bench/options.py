@@ -7,7 +7,7 @@ the run with a usage error before a server or a worker starts.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from bench.analysis.verdicts import Margins
@@ -65,7 +65,7 @@ class BenchOptions:
     # Which of SHAPING_OPTIONS the command line gave: they must reach a scenario that uses them.
     shaped: tuple[str, ...] = ()
     # What "the same" means for each figure's verdicts; recorded in every saved row.
-    margins: Margins = Margins()
+    margins: Margins = field(default_factory=Margins)
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:

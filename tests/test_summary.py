@@ -125,7 +125,7 @@ def test_verdicts_compare_with_sequential_and_never_claim_invalid_rows():
     assert lines[2] == "threadpool[requests]: INVALID, not compared: 3 of 10 requests failed"
 
 
-def test_peers_within_noise_are_not_ranked():
+def test_peers_within_noise_are_not_resolved():
     lines = verdict_lines(
         [
             row("threads", [0.10, 0.12, 0.11, 0.13, 0.10]),
@@ -133,7 +133,9 @@ def test_peers_within_noise_are_not_ranked():
         ]
     )
     assert any(
-        line.startswith("gevent-joinall[requests] vs threads[requests]: no significant difference")
+        line.startswith(
+            "gevent-joinall[requests] vs threads[requests]: 1.00x against threads[requests], not resolved"
+        )
         for line in lines
     )
 
@@ -147,7 +149,10 @@ def test_no_speedup_without_a_valid_reference():
 def test_render_prints_both_tables_per_group():
     text = "\n".join(render([row("sequential", [1.0, 1.0]), row("gevent-pool", [0.5, 0.5])]))
     assert "memory, CPU and latency per round: io" in text
-    assert "verdicts (median wall time; intervals over worker processes, 95% for the whole table): io" in text
+    assert (
+        "verdicts (median wall time; intervals over worker processes, 95% for the whole table; "
+        "the same: the interval within ±5%): io" in text
+    )
     assert "gevent-pool[requests]: 2.0x faster than sequential[requests]" in text
 
 

@@ -18,7 +18,15 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bench.analysis.summary import Row, format_bytes, head_to_heads, reference_for
-from bench.analysis.verdicts import MIN_ROUNDS_FOR_INTERVAL, Margins, Speedup, Verdict, _times, speedup, within
+from bench.analysis.verdicts import (
+    MIN_ROUNDS_FOR_INTERVAL,
+    Margins,
+    Speedup,
+    Verdict,
+    _times,
+    speedup,
+    within,
+)
 from bench.scenarios import LADDER_MODELS
 
 MAX_LINES = 8
@@ -44,7 +52,9 @@ class Figure:
         return row.info.get(f"{self.key}_by_process") or [[row.info[self.key]]]
 
     def margin(self, margins: Margins) -> float:
-        return {"seconds": margins.time, "peak_rss_per_inflight_bytes": margins.memory}.get(self.key, margins.cpu)
+        return {"seconds": margins.time, "peak_rss_per_inflight_bytes": margins.memory}.get(
+            self.key, margins.cpu
+        )
 
 
 TIME = Figure("seconds", "time", "faster", "slower")
