@@ -151,7 +151,7 @@ def test_render_prints_both_tables_per_group():
     assert "memory, CPU and latency per round: io" in text
     assert (
         "verdicts (median wall time; intervals over worker processes, 95% for the whole table; "
-        "the same: the interval within ±5%): io" in text
+        "the same: the interval lies within ±5%; not resolved: it reaches across ±5%): io" in text
     )
     assert "gevent-pool[requests]: 2.0x faster than sequential[requests]" in text
 

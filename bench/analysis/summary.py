@@ -201,6 +201,15 @@ def _compared_with_reference(row: Row, rows: list[Row]) -> Row | None:
     return reference
 
 
+def verdict_heading(rows: list[Row]) -> str:
+    """What the verdict lines below it mean, for the terminal and the report alike."""
+    margin = within(Margins.of([row.info for row in rows]).time)
+    return (
+        "verdicts (median wall time; intervals over worker processes, 95% for the whole table; "
+        f"the same: the interval lies within {margin}; not resolved: it reaches across {margin})"
+    )
+
+
 def verdict_lines(rows: list[Row]) -> list[str]:
     width = max(len(row.label) for row in rows) + 1
     pairs = head_to_heads(rows)
@@ -349,11 +358,7 @@ def render(rows: list[Row]) -> list[str]:
             out += ["", f"instrument: {capacity}"]
         out += ["", f"memory, CPU and latency per round: {group}"]
         out += memory_table(members)
-        out += [
-            "",
-            f"verdicts (median wall time; intervals over worker processes, 95% for the whole table; the same: "
-            f"the interval within {within(Margins.of([r.info for r in members]).time)}): {group}",
-        ]
+        out += ["", f"{verdict_heading(members)}: {group}"]
         out += verdict_lines(members)
         split = decomposition(members)
         if len({row[1] for row in split}) > 1:
