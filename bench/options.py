@@ -358,7 +358,8 @@ def add_options(parser) -> None:
         metavar="R",
         help=f"timed rounds per row, over --bench-processes worker processes, each primed by a short "
         f"warm-up (default {DEFAULT_ROUNDS}; "
-        "high-concurrency, sweep and clients run at most 3)",
+        "high-concurrency, sweep, clients and story's ladder run at most 3; story's seed comparison 1.6 x R "
+        "over 1.6 x K processes)",
     )
     group.addoption(
         "--bench-processes",

@@ -199,3 +199,48 @@ def test_the_aa_twin_is_registered_only_when_asked_and_compared_head_to_head():
     )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "COROUTINE_BENCH_AA_TWIN='fibers': no such strategy" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("typed", "margins"),
+    [
+        ("time=5%,memory=10%,cpu=25%", Margins(0.05, 0.10, 0.25)),
+        ("cpu=40%", Margins(cpu=0.40)),
+        ("3%", Margins(0.03, 0.03, 0.03)),
+    ],
+)
+def test_the_margin_option_takes_parts_or_one_percentage(typed, margins):
+    from bench.options import margins as parse
+
+    assert parse(typed) == margins
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("tim=5%", "expected time/memory/cpu=PERCENT parts"),
+        ("time=5", "a margin is a percentage such as 5%"),
+        ("time=0%", "above 0% and below 100%"),
+        ("time=5%,time=6%", "time is given twice"),
+        (",", "expected a margin such as"),
+    ],
+)
+def test_a_bad_margin_is_refused_with_its_reason(typed, message):
+    import argparse
+
+    from bench.options import margins as parse
+
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        parse(typed)
+
+
+def test_the_spread_script_reads_the_aa_twins_from_a_saved_run(capsys):
+    from bench.analysis.spread import main
+    from servers.process import PROJECT_ROOT
+
+    assert main(["--aa", str(PROJECT_ROOT / "results/runs/aa.json")]) == 0
+    out = capsys.readouterr().out
+    assert "A/A quick: 200 x 200 ms, C=10, time: twin / original 1.009" in out
+    assert "between processes, CPU:" in out
+    with pytest.raises(SystemExit):
+        main(["--repeated", str(PROJECT_ROOT / "results/runs/six1.json")])

@@ -55,7 +55,8 @@ def aa_lines(paths: list[str]) -> list[str]:
                     s = speedup(figure.groups(twin), figure.groups(original))
                     lines.append(
                         f"A/A {group}, {figure.noun}: twin / original {s.ratio:.3f} ({_percent(s.ratio)}), "
-                        f"95% CI {s.low:.3f}-{s.high:.3f} over {s.processes} processes"
+                        f"95% CI {s.low:.3f}-{s.high:.3f} over {s.processes} processes: "
+                        f"reaches {(max(1 / s.low, s.high) - 1) * 100:.1f}% from 1"
                     )
     return lines
 
