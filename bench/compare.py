@@ -12,8 +12,8 @@ limit. A change whose point is past the limit but whose interval reaches back in
 resolved*: the table says so and the gate lists it, and passes unless --fail-unresolved (two
 runs of a few processes cannot tell it from noise; rerun both with more --bench-processes). A
 figure with fewer than 3 rounds on a side has no interval and is judged on its point, as before.
-Exit
-2 on unusable input, and when the two runs ran on different Python versions (feature version,
+
+It exits 2 on unusable input, and when the two runs ran on different Python versions (feature version,
 e.g. 3.11 against 3.12) unless --allow-python-mismatch. Seconds depend on the machine and are
 gated only with --gate-seconds; so are the speedup and efficiency of a pool of processes,
 which move with the number of cores.
@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from bench.analysis import story
 from bench.analysis.results import ResultsError, Run, load_run
 from bench.analysis.summary import Row, format_bytes, reference_for
 from bench.analysis.verdicts import Speedup, speedup
@@ -111,12 +112,6 @@ class Change(NamedTuple):
         return Change(self.ratio, self.ratio * math.exp(-half), self.ratio * math.exp(half))
 
 
-def _groups(row: Row, key: str) -> list[list[float]]:
-    if key == "seconds":
-        return row.round_groups
-    return row.info.get(f"{key}_by_process") or [[row.info[key]]]
-
-
 def changes_of(base: Row, base_rows: list[Row], now: Row, current_rows: list[Row], comparisons: int):
     """Each figure's change (current / baseline) with its interval over the two runs' processes.
 
@@ -125,20 +120,20 @@ def changes_of(base: Row, base_rows: list[Row], now: Row, current_rows: list[Row
     """
     before, after = figures_of(base, base_rows), figures_of(now, current_rows)
 
-    def resampled(key: str, a: Row, b: Row) -> Change:
+    def resampled(figure: story.Figure, a: Row, b: Row) -> Change:
         # speedup(reference, candidate) is median(reference) / median(candidate): current / baseline.
-        return Change.of(speedup(_groups(b, key), _groups(a, key), comparisons))
+        return Change.of(speedup(figure.groups(b), figure.groups(a), comparisons))
 
-    seconds = resampled("seconds", base, now)
+    seconds = resampled(story.TIME, base, now)
     changes = {"seconds": seconds}
     if before["memory"] and after["memory"]:
-        changes["memory"] = resampled("peak_rss_per_inflight_bytes", base, now)
+        changes["memory"] = resampled(story.MEMORY, base, now)
     if before["efficiency"] and after["efficiency"]:
         changes["efficiency"] = Change(after["efficiency"] / before["efficiency"]).with_width_of(seconds)
     base_ref, now_ref = reference_for(base, base_rows), reference_for(now, current_rows)
     if before["speedup"] and after["speedup"]:
         # speedup = reference seconds / row seconds, so its change is the reference's over the row's.
-        changes["speedup"] = resampled("seconds", base_ref, now_ref).times(seconds, -1)
+        changes["speedup"] = resampled(story.TIME, base_ref, now_ref).times(seconds, -1)
     return changes
 
 

@@ -51,11 +51,6 @@ class Figure:
         # Runs saved before the per-process figures: one value, no interval.
         return row.info.get(f"{self.key}_by_process") or [[row.info[self.key]]]
 
-    def margin(self, margins: Margins) -> float:
-        return {"seconds": margins.time, "peak_rss_per_inflight_bytes": margins.memory}.get(
-            self.key, margins.cpu
-        )
-
 
 TIME = Figure("seconds", "time", "faster", "slower")
 MEMORY = Figure("peak_rss_per_inflight_bytes", "memory", "less memory", "more memory")
@@ -97,9 +92,10 @@ class Comparisons:
     def __init__(self, wanted: list[tuple[Row, Row, Figure]]) -> None:
         per_workload = Counter(a.group for a, _, _ in wanted)
         self.margins = Margins.of([row.info for a, b, _ in wanted for row in (a, b)])
+        margin = {TIME: self.margins.time, MEMORY: self.margins.memory, CPU: self.margins.cpu}
         self.results = {
             (a.label, b.label, f.key, a.group): speedup(
-                f.groups(a), f.groups(b), per_workload[a.group], f.margin(self.margins)
+                f.groups(a), f.groups(b), per_workload[a.group], margin[f]
             )
             for a, b, f in wanted
         }
