@@ -122,8 +122,10 @@ class Speedup(NamedTuple):
         return text + (", one process: blind to between-process noise" if self.processes == 1 else "")
 
     def describe(self, reference: str, noun: str = "time") -> str:
+        """The verdict in words; ``noun``: what the ratio compares (time, or a cost: memory, CPU)."""
         ratio = self.ratio if self.ratio >= 1 else 1 / self.ratio
-        direction = "faster" if self.ratio >= 1 else "slower"
+        less, more = ("faster", "slower") if noun == "time" else (f"less {noun}", f"more {noun}")
+        direction = less if self.ratio >= 1 else more
         verdict = self.verdict
         if verdict is Verdict.NOT_RANKED:
             return (
@@ -141,8 +143,10 @@ class Speedup(NamedTuple):
                 f"({self.interval}, reaching across the {within(self.margin)} margin)"
             )
         if self.ratio >= 1:
-            return f"{_times(self.ratio)} faster than {reference} ({self.interval})"
-        return f"{_times(1 / self.ratio)} slower than {reference} (speedup {self.interval})"
+            return f"{_times(ratio)} {direction} than {reference} ({self.interval})"
+        # The interval is of the ratio as computed (reference / candidate), below 1 here.
+        of = "speedup" if noun == "time" else "ratio"
+        return f"{_times(ratio)} {direction} than {reference} ({of} {self.interval})"
 
 
 def _percent(level: float) -> str:
