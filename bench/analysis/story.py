@@ -70,15 +70,16 @@ def verdict(s: Speedup, figure: Figure) -> str:
     return ratio
 
 
-def outcome(s: Speedup) -> str:
-    """How the second of a comparison fared: wins (smaller figure), is the same, loses, or not resolved."""
-    if s.verdict is Verdict.NOT_RANKED:
-        return "is not ranked (too few rounds)"
+def outcome(s: Speedup, figure: Figure) -> str:
+    """How the second of a comparison fared, for the seed's claim: 'the same time (within ±5%)',
+    'win in memory (2.1x less memory)', 'CPU not resolved by this run (1.63x, interval 0.80-3.20)'."""
     if s.verdict is Verdict.EQUIVALENT:
-        return f"is the same (within {within(s.margin)})"
+        return f"the same {figure.noun} (within {within(s.margin)})"
+    if s.verdict is Verdict.DIFFERENT:
+        return f"{'win' if s.ratio > 1 else 'lose'} in {figure.noun} ({verdict(s, figure)})"
     if s.verdict is Verdict.UNDETERMINED:
-        return f"is not resolved by this run ({s.ratio:.2f}x, interval {s.low:.2f}-{s.high:.2f})"
-    return "wins" if s.ratio > 1 else "loses"
+        return f"{figure.noun} not resolved by this run ({s.ratio:.2f}x, interval {s.low:.2f}-{s.high:.2f})"
+    return f"{figure.noun} not ranked (too few rounds)"
 
 
 class Comparisons:
@@ -228,25 +229,14 @@ def _claim(seed_pairs, ladder_pairs, top, compare: Comparisons) -> str | None:
     seed = next(((a, b) for a, b in seed_pairs if (a.strategy, b.strategy) == LADDER_PAIRS[0]), None)
     if seed:
         a, b = seed
-        parts.append(f"at the seed's scale ({b.client}): {_judged(compare(a, b, TIME), TIME)}")
+        parts.append(f"at the seed's scale ({b.client}): {outcome(compare(a, b, TIME), TIME)}")
     ladder = next(((a, b) for a, b in ladder_pairs if (a.strategy, b.strategy) == LADDER_PAIRS[0]), None)
     if ladder:
         a, b = ladder
         parts.append(
             f"at {top:,} in flight ({b.client}): "
-            + ", ".join(_judged(compare(a, b, f), f) for f in (TIME, MEMORY, CPU))
+            + ", ".join(outcome(compare(a, b, f), f) for f in (TIME, MEMORY, CPU))
         )
     if not parts:
         return None
     return "the seed's claim (coroutines beat threads on IO), greenlets against threads: " + "; ".join(parts)
-
-
-def _judged(s: Speedup, figure: Figure) -> str:
-    """'the same time (within ±5%)', 'win in memory (2.1x less memory)', 'CPU not resolved by this run (...)'."""
-    if s.verdict is Verdict.EQUIVALENT:
-        return f"the same {figure.noun} (within {within(s.margin)})"
-    if s.verdict is Verdict.DIFFERENT:
-        return f"{'win' if s.ratio > 1 else 'lose'} in {figure.noun} ({verdict(s, figure)})"
-    if s.verdict is Verdict.UNDETERMINED:
-        return f"{figure.noun} not resolved by this run ({s.ratio:.2f}x, interval {s.low:.2f}-{s.high:.2f})"
-    return f"{figure.noun} not ranked (too few rounds)"
