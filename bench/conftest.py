@@ -168,7 +168,7 @@ class Workloads:
                     self.workload(shape),
                     referee or (self.target(shape) if shape.kind == "io" else None),
                     rounds=shape.rounds or self.options.rounds,
-                    processes=self.options.processes,
+                    processes=shape.processes or self.options.processes,
                 )
             finally:
                 if referee:

@@ -7,9 +7,10 @@ the run with a usage error before a server or a worker starts.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from bench.analysis.verdicts import Margins
 from bench.clients import CLIENTS, DEFAULT_CLIENT
 from bench.harness import priority
 from bench.scenarios import DEFAULT_SCENARIO, SCENARIOS
@@ -63,6 +64,8 @@ class BenchOptions:
     db_dsn: str | None = None
     # Which of SHAPING_OPTIONS the command line gave: they must reach a scenario that uses them.
     shaped: tuple[str, ...] = ()
+    # What "the same" means for each figure's verdicts; recorded in every saved row.
+    margins: Margins = field(default_factory=Margins)
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -90,6 +93,7 @@ class BenchOptions:
             server_url=config.getoption("bench_server_url"),
             server_priority=config.getoption("bench_server_priority"),
             db_dsn=config.getoption("bench_db_dsn"),
+            margins=config.getoption("bench_margin"),
         )
 
     def check(self) -> None:
@@ -243,6 +247,44 @@ def fraction(text: str) -> float:
     return value
 
 
+DEFAULT_MARGIN_TEXT = ",".join(f"{name}={value * 100:g}%" for name, value in Margins()._asdict().items())
+
+
+def margins(text: str) -> Margins:
+    """'time=5%,memory=10%,cpu=25%', any of the parts (the others keep their defaults), or one
+    percentage for all three."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if len(parts) == 1 and "=" not in parts[0]:
+        value = _margin(parts[0])
+        return Margins(value, value, value)
+    given = {}
+    for part in parts:
+        name, equals, value = part.partition("=")
+        if not equals or name.strip() not in Margins._fields:
+            raise argparse.ArgumentTypeError(
+                f"expected {'/'.join(Margins._fields)}=PERCENT parts, e.g. {DEFAULT_MARGIN_TEXT}, got {part!r}"
+            )
+        if name.strip() in given:
+            raise argparse.ArgumentTypeError(f"{name.strip()} is given twice in {text!r}")
+        given[name.strip()] = _margin(value)
+    if not given:
+        raise argparse.ArgumentTypeError(f"expected a margin such as {DEFAULT_MARGIN_TEXT}, got {text!r}")
+    return Margins(**given)
+
+
+def _margin(text: str) -> float:
+    typed = text.strip()
+    if not typed.endswith("%"):
+        raise argparse.ArgumentTypeError(f"a margin is a percentage such as 5%, got {text!r}")
+    try:
+        value = float(typed.removesuffix("%")) / 100
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a margin is a percentage such as 5%, got {text!r}") from None
+    if not 0 < value < 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"a margin must be above 0% and below 100%, got {text!r}")
+    return value
+
+
 def add_options(parser) -> None:
     group = parser.getgroup("bench", "side-by-side concurrency benchmark (pytest bench/)")
     group.addoption(
@@ -316,7 +358,8 @@ def add_options(parser) -> None:
         metavar="R",
         help=f"timed rounds per row, over --bench-processes worker processes, each primed by a short "
         f"warm-up (default {DEFAULT_ROUNDS}; "
-        "high-concurrency, sweep and clients run at most 3)",
+        "high-concurrency, sweep, clients and story's ladder run at most 3; story's seed comparison 1.6 x R "
+        "over 1.6 x K processes)",
     )
     group.addoption(
         "--bench-processes",
@@ -326,6 +369,16 @@ def add_options(parser) -> None:
         help="spread each row's timed rounds over K fresh worker processes, the rows taking turns, "
         "so that verdicts see the noise between processes and drift hits every row alike "
         f"(default {DEFAULT_PROCESSES}; at most one process per round)",
+    )
+    group.addoption(
+        "--bench-margin",
+        type=margins,
+        default=DEFAULT_MARGIN_TEXT,
+        metavar="time=P%,memory=P%,cpu=P%",
+        help="practical-equivalence margins of the verdicts: a comparison whose interval lies within "
+        "±P%% is 'the same', wholly beyond it 'different', across its edge 'not resolved'; any of the "
+        f"parts, or one percentage for all three (default {DEFAULT_MARGIN_TEXT.replace('%', '%%')}; "
+        "chosen from A/A twins and repeated runs: docs/reference/statistics.md)",
     )
     group.addoption(
         "--bench-scenario",

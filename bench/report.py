@@ -24,8 +24,10 @@ from bench.analysis.summary import (
     Row,
     decomposition,
     memory_cells,
+    verdict_heading,
     verdict_lines,
 )
+from bench.analysis.verdicts import Margins
 from bench.reporting import charts, markdown, versions_report
 from bench.reporting.context import portable
 
@@ -159,6 +161,7 @@ def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[
             f"machine: {context.get('cpu_count', cpu.get('count', '?'))} CPUs ({cpu.get('brand_raw', 'unknown CPU')}), "
             f"{context.get('platform', machine.get('system', '?'))}",
             f"Python {context.get('python', machine.get('python_version', '?'))}",
+            f"verdicts read against the equivalence margins {Margins.of([row.info for row in run.rows]).describe()}",
         ]
         facts += versions_report.python_facts(context)
         versions = context.get("versions", {})
@@ -173,9 +176,8 @@ def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[
         blocks.append(("table", *time_table(rows)))
         blocks.append(("p", "Memory, CPU and latency per round:"))
         blocks.append(("table", MEMORY_COLUMNS, [memory_cells(row.info) for row in rows]))
-        blocks.append(
-            ("p", "Verdicts (median wall time; intervals over worker processes, 95% for the whole table):")
-        )
+        heading = verdict_heading(rows)
+        blocks.append(("p", f"{heading[0].upper()}{heading[1:]}:"))
         blocks.append(("list", verdict_lines(rows)))
         split = decomposition(rows)
         if len({cells[1] for cells in split}) > 1:

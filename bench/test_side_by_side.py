@@ -12,6 +12,7 @@ import pytest
 
 from bench.analysis.row_info import row_info
 from bench.analysis.summary import row_label
+from bench.analysis.verdicts import MARGINS_KEY
 
 
 def test_side_by_side(benchmark, shape, strategy, client, workloads):
@@ -41,6 +42,7 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads):
     info["instrument_capacity"] = capacity.describe() if capacity else None
     info["server_priority"] = workloads.server_priority
     info["open_files_limit"] = workloads.file_limit.open_files
+    info[MARGINS_KEY] = workloads.options.margins._asdict()
     benchmark.extra_info.update(info, timeline=record.timeline)
     if not info["valid"]:
         pytest.fail(f"{label}: INVALID: {info['invalid_reason']}")

@@ -103,11 +103,15 @@ def story_row(scenario, strategy, client, seconds, requests=10, memory=10 * KIB,
     return Row(f"{scenario}: {requests}", list(seconds), info)
 
 
-def test_the_summary_says_wins_ties_and_costs_from_the_rows():
+SPREAD = (-0.01, 0.005, 0.0, 0.01, -0.005, 0.002, -0.002, 0.008)
+
+
+def test_the_summary_says_wins_sameness_and_costs_from_the_rows():
     rows = [
         story_row("seed", "sequential", "requests", [1.0, 1.01, 0.99]),
-        story_row("seed", "threads", "requests", [0.11, 0.12, 0.1]),
-        story_row("seed", "gevent-joinall", "requests", [0.12, 0.11, 0.1]),
+        # Eight processes a side, 2% apart, each within ±1%: the same time within the ±5% margin.
+        story_row("seed", "threads", "requests", [0.11 * (1 + f) for f in SPREAD]),
+        story_row("seed", "gevent-joinall", "requests", [0.11 / 1.02 * (1 + f) for f in reversed(SPREAD)]),
         story_row("ladder", "threads", "raw", [2.0, 2.02, 1.98], requests=1000, memory=30 * KIB, cpu_ms=0.5),
         story_row(
             "ladder", "gevent-joinall", "raw", [1.0, 1.01, 0.99], requests=1000, memory=15 * KIB, cpu_ms=0.2
@@ -121,21 +125,36 @@ def test_the_summary_says_wins_ties_and_costs_from_the_rows():
     text = "\n".join(lines)
     assert len(lines) <= MAX_LINES
     assert "threads[requests] 9.1x faster" in text  # 1.0 / 0.11
-    assert "gevent-joinall[requests] vs threads[requests]: tie in time (" in text
+    assert "gevent-joinall[requests] vs threads[requests]: the same time within ±5% (1.02x)" in text
     assert (
         "1,000 in flight (raw client, x 100 ms, 3 rounds each); 10,000 was beyond the instrument here (see the skips)"
         in text
     )
     assert "a thread 30.0 KiB and 0.50 ms CPU, a greenlet 15.0 KiB and 0.20 ms CPU" in text
     assert "a greenlet against a thread: 2.0x less memory, 2.5x less CPU" in text
-    assert "an asyncio task against a greenlet: 3.0x less memory, tie in CPU (1.00x)" in text
+    assert "an asyncio task against a greenlet: 3.0x less memory, the same CPU within ±25% (1.00x)" in text
     assert "gevent-joinall vs threads: 2.0x faster" in text
     assert "from 100 to 1,000 in flight, efficiency (ideal / median): threads 0.80 -> 0.90" in text
     assert lines[-1] == (
-        "the seed's claim (coroutines beat threads on IO), gevent-joinall against threads: at the seed's "
-        "scale (requests) gevent-joinall ties in time; at 1,000 in flight (raw) it wins in time, wins in "
-        "memory and wins in CPU per request"
+        "the seed's claim (coroutines beat threads on IO), greenlets against threads: at the seed's "
+        "scale (requests): the same time (within ±5%); at 1,000 in flight (raw): win in time (2.0x faster), "
+        "win in memory (2.0x less memory), win in CPU (2.5x less CPU)"
     )
+
+
+def test_a_difference_the_run_cannot_resolve_says_so_and_is_not_called_the_same():
+    """Three processes a side, 1.6x apart but each process anywhere in ±50%: not resolved."""
+    rows = [
+        story_row("seed", "threads", "requests", [0.16, 0.08, 0.24]),
+        story_row("seed", "gevent-joinall", "requests", [0.05, 0.15, 0.1]),
+    ]
+    text = "\n".join(story_lines(rows))
+    assert (
+        "gevent-joinall[requests] vs threads[requests]: 1.60x faster, not resolved by this run (interval"
+        in text
+    )
+    assert "at the seed's scale (requests): time not resolved by this run (1.60x, interval" in text
+    assert "the same" not in text.split("\n", 1)[1]
 
 
 def test_a_greenlet_that_costs_more_loses_and_invalid_rows_say_nothing():
@@ -145,7 +164,10 @@ def test_a_greenlet_that_costs_more_loses_and_invalid_rows_say_nothing():
         story_row("ladder", "asyncio-gather", "raw", [0.5] * 3, valid=False),
     ]
     lines = story_lines(rows)
-    assert lines[-1].endswith("it loses in time, loses in memory and ties in CPU per request")
+    assert lines[-1].endswith(
+        "at 10 in flight (raw): lose in time (2.0x slower), lose in memory (3.0x more memory), "
+        "the same CPU (within ±25%)"
+    )
     assert "an asyncio task" not in "\n".join(lines)
     rows.append(story_row("ladder", "threads", "raw", [1.0, 1.01, 0.99], requests=1000))
     assert any(line.startswith("ladder, 10 in flight") for line in story_lines(rows)), (

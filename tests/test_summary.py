@@ -125,7 +125,7 @@ def test_verdicts_compare_with_sequential_and_never_claim_invalid_rows():
     assert lines[2] == "threadpool[requests]: INVALID, not compared: 3 of 10 requests failed"
 
 
-def test_peers_within_noise_are_not_ranked():
+def test_peers_within_noise_are_not_resolved():
     lines = verdict_lines(
         [
             row("threads", [0.10, 0.12, 0.11, 0.13, 0.10]),
@@ -133,7 +133,9 @@ def test_peers_within_noise_are_not_ranked():
         ]
     )
     assert any(
-        line.startswith("gevent-joinall[requests] vs threads[requests]: no significant difference")
+        line.startswith(
+            "gevent-joinall[requests] vs threads[requests]: 1.00x against threads[requests], not resolved"
+        )
         for line in lines
     )
 
@@ -147,7 +149,10 @@ def test_no_speedup_without_a_valid_reference():
 def test_render_prints_both_tables_per_group():
     text = "\n".join(render([row("sequential", [1.0, 1.0]), row("gevent-pool", [0.5, 0.5])]))
     assert "memory, CPU and latency per round: io" in text
-    assert "verdicts (median wall time; intervals over worker processes, 95% for the whole table): io" in text
+    assert (
+        "verdicts (median wall time; intervals over worker processes, 95% for the whole table; "
+        "the same: the interval lies within ±5%; not resolved: it reaches across ±5%): io" in text
+    )
     assert "gevent-pool[requests]: 2.0x faster than sequential[requests]" in text
 
 
@@ -216,3 +221,34 @@ def test_format_bytes():
     assert format_bytes(2048) == "2.0 KiB"
     assert format_bytes(3 * 1024 * 1024) == "3.0 MiB"
     assert format_bytes(None) == "-"
+
+
+def test_aa_twins_are_also_judged_in_memory_and_cpu_per_request():
+    """Identical work must come out the same in what a request costs, not only in time."""
+
+    def twin_row(strategy, memory, cpu):
+        info = info_for("threads", rounds=[a_round(in_flight=10)])  # the twin: the same module
+        info.update(
+            strategy=strategy,
+            valid=True,
+            invalid_reason=None,
+            rounds_by_process=[[0.1 * f] for f in (1.0, 1.01, 0.99, 1.0, 1.005)],
+            peak_rss_per_inflight_bytes_by_process=[[memory * f] for f in (1.0, 1.01, 0.99, 1.0, 1.005)],
+            cpu_per_request_ms_by_process=[[cpu * f] for f in (1.0, 1.02, 0.98, 1.01, 0.99)],
+        )
+        return Row("io", [0.1] * 5, info)
+
+    lines = verdict_lines([twin_row("threads", 8000, 0.5), twin_row("threads-twin", 8000, 0.5)])
+    assert (
+        "threads-twin[requests] vs threads[requests]: the same time as threads[requests] within ±5%"
+        in lines[2]
+    )
+    assert lines[3].startswith(
+        "threads-twin[requests] vs threads[requests], memory per waiting request: the same memory as "
+        "threads[requests] within ±10% (1.00x, 98.3% CI"
+    )
+    assert lines[4].startswith(
+        "threads-twin[requests] vs threads[requests], CPU per request: the same CPU as"
+    )
+    doubled = verdict_lines([twin_row("threads", 8000, 0.5), twin_row("threads-twin", 16000, 0.5)])
+    assert "memory per waiting request: 2.0x more memory than threads[requests] (ratio 98.3% CI" in doubled[3]

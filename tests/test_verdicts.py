@@ -1,10 +1,11 @@
 """The statistics behind the verdict lines, on synthetic round times."""
 
+import math
 import random
 
 import pytest
 
-from bench.analysis.verdicts import speedup
+from bench.analysis.verdicts import Margins, Speedup, Verdict, speedup
 from bench.harness.timeline import max_in_flight, round_details
 from bench.workload import Outcome
 from servers.percentile import percentile
@@ -22,10 +23,72 @@ def test_clear_speedup_is_significant_and_its_interval_holds_the_ratio():
     assert result.low > 23 and result.high < 27  # 5.0 / 0.2 = 25, give or take the noise
 
 
-def test_overlapping_samples_are_no_significant_difference():
+def test_overlapping_samples_are_not_resolved_when_the_interval_reaches_past_the_margin():
     result = speedup(noisy(1.0, 0.2, seed=3), noisy(1.0, 0.2, seed=4))
     assert not result.significant
-    assert "no significant difference from sequential" in result.describe("sequential")
+    assert result.verdict is Verdict.UNDETERMINED
+    assert "against sequential, not resolved by this run" in result.describe("sequential")
+
+
+def processes_of(center: float, spread: float, processes: int, seed: int) -> list[list[float]]:
+    """One round per worker process, each process at its own speed within ±spread of center."""
+    rng = random.Random(seed)
+    return [[center * (1 + rng.uniform(-spread, spread))] for _ in range(processes)]
+
+
+def test_a_2_percent_difference_with_a_tight_interval_is_equivalent_at_a_5_percent_margin():
+    reference = processes_of(1.02, 0.005, 10, seed=11)
+    candidate = processes_of(1.00, 0.005, 10, seed=12)
+    result = speedup(reference, candidate, comparisons=6, margin=0.05)
+    assert 1.01 < result.ratio < 1.03
+    assert result.significant, "the interval excludes 1: a real 2%, and still not a finding"
+    assert result.verdict is Verdict.EQUIVALENT
+    assert result.describe("threads").startswith("the same time as threads within ±5% (1.02x, 99.2% CI")
+    assert speedup(reference, candidate, comparisons=6, margin=0.01).verdict is Verdict.DIFFERENT
+
+
+def test_a_wide_interval_around_1_6x_is_undetermined():
+    reference = processes_of(1.6, 0.6, 3, seed=13)
+    candidate = processes_of(1.0, 0.6, 3, seed=14)
+    result = speedup(reference, candidate, comparisons=6)
+    assert 1.3 < result.ratio < 2.0
+    assert result.low < 1 / 1.05 and result.high > 1.05
+    assert result.verdict is Verdict.UNDETERMINED
+    assert "not resolved by this run" in result.describe("gevent-joinall")
+    assert "reaching across the ±5% margin" in result.describe("gevent-joinall")
+
+
+def test_a_clear_difference_past_the_margin_is_different():
+    result = speedup(processes_of(1.10, 0.005, 10, seed=15), processes_of(1.0, 0.005, 10, seed=16), 6)
+    assert result.low > 1.05
+    assert result.verdict is Verdict.DIFFERENT
+    assert result.describe("threads").startswith("1.10x faster than threads (99.2% CI")
+
+
+def test_an_interval_that_excludes_1_but_reaches_inside_the_margin_is_undetermined():
+    """Significant, but whether it matters is not resolved: the flip issue 26 is about."""
+    result = Speedup(1.06, 1.02, 1.10, processes=10, margin=0.05)
+    assert result.significant
+    assert result.verdict is Verdict.UNDETERMINED
+
+
+def test_the_verdict_reads_the_interval_against_the_margin_at_its_edges():
+    assert Speedup(1.0, 1 / 1.05, 1.05, processes=5).verdict is Verdict.EQUIVALENT
+    assert Speedup(0.8, 0.75, 1 / 1.051, processes=5).verdict is Verdict.DIFFERENT
+    assert Speedup(1.3, 1.2, 1.4, processes=5, margin=0.25).verdict is Verdict.UNDETERMINED
+    assert Speedup(1.3, math.nan, math.nan).verdict is Verdict.NOT_RANKED
+
+
+def test_a_margin_must_be_positive():
+    with pytest.raises(ValueError, match="margin must be > 0"):
+        speedup([1.0, 1.1, 0.9], [1.0, 1.1, 0.9], margin=0)
+
+
+def test_the_margins_a_run_recorded_are_the_ones_it_is_read_with():
+    assert Margins.of([{}]) == Margins(0.05, 0.10, 0.25), "runs saved before the margins: the defaults"
+    recorded = {"equivalence_margins": {"time": 0.03, "memory": 0.2, "cpu": 0.4}}
+    assert Margins.of([{}, recorded]) == Margins(0.03, 0.2, 0.4)
+    assert Margins(0.03, 0.2, 0.4).describe() == "±3% in time, ±20% in memory, ±40% in CPU"
 
 
 def test_slower_is_said_as_slower():
@@ -93,6 +156,7 @@ def test_the_interval_sees_noise_between_processes():
     grouped = speedup(reference, candidate)
     assert grouped.processes == 5
     assert not grouped.significant, "over five processes each, it is noise"
+    assert grouped.verdict is Verdict.UNDETERMINED, "and too wide to call the two the same"
 
 
 def test_one_process_says_it_is_blind_to_between_process_noise():
@@ -123,7 +187,8 @@ def test_the_aa_twin_is_registered_only_when_asked_and_compared_head_to_head():
         [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("threads-twin vs threads: no significant difference from threads")
+    # Three rounds of one process a side resolve nothing; identical work is never "different".
+    assert done.stdout.startswith("threads-twin vs threads: 1.00x against threads, not resolved by this run")
     bad = subprocess.run(
         [sys.executable, "-c", "import bench.strategies"],
         cwd=PROJECT_ROOT,
@@ -134,3 +199,48 @@ def test_the_aa_twin_is_registered_only_when_asked_and_compared_head_to_head():
     )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "COROUTINE_BENCH_AA_TWIN='fibers': no such strategy" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("typed", "margins"),
+    [
+        ("time=5%,memory=10%,cpu=25%", Margins(0.05, 0.10, 0.25)),
+        ("cpu=40%", Margins(cpu=0.40)),
+        ("3%", Margins(0.03, 0.03, 0.03)),
+    ],
+)
+def test_the_margin_option_takes_parts_or_one_percentage(typed, margins):
+    from bench.options import margins as parse
+
+    assert parse(typed) == margins
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("tim=5%", "expected time/memory/cpu=PERCENT parts"),
+        ("time=5", "a margin is a percentage such as 5%"),
+        ("time=0%", "above 0% and below 100%"),
+        ("time=5%,time=6%", "time is given twice"),
+        (",", "expected a margin such as"),
+    ],
+)
+def test_a_bad_margin_is_refused_with_its_reason(typed, message):
+    import argparse
+
+    from bench.options import margins as parse
+
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        parse(typed)
+
+
+def test_the_spread_script_reads_the_aa_twins_from_a_saved_run(capsys):
+    from bench.analysis.spread import main
+    from servers.process import PROJECT_ROOT
+
+    assert main(["--aa", str(PROJECT_ROOT / "results/runs/aa.json")]) == 0
+    out = capsys.readouterr().out
+    assert "A/A quick: 200 x 200 ms, C=10, time: twin / original 1.009" in out
+    assert "between processes, CPU:" in out
+    with pytest.raises(SystemExit):
+        main(["--repeated", str(PROJECT_ROOT / "results/runs/six1.json")])

@@ -8,7 +8,7 @@ robust figure on a shared machine) and on wall time (with its interval, as every
 
 from __future__ import annotations
 
-from bench.analysis.verdicts import speedup
+from bench.analysis.verdicts import Margins, speedup
 
 SCENARIO = "connections"
 # The cells in the order each adds one cost (bench/scenarios.py, CONNECTION_CELLS).
@@ -60,10 +60,13 @@ def verdict_lines(rows) -> list[str]:
         if len(ran) > 1 and ran[0] == CELLS[0]:
             pairs.append((label, cells[ran[0]], ran[-1], cells[ran[-1]]))
     lines = []
+    margin = Margins.of([row.info for row in rows]).time
     for label, first, last_cell, last in pairs:
         added = ", ".join(ADDED[cell] for cell in CELLS[1 : CELLS.index(last_cell) + 1])
         cpu_more = last.info["cpu_per_request_ms"] - first.info["cpu_per_request_ms"]
-        wall = speedup(first.round_groups, last.round_groups, len(pairs)).describe(f"{label} on reuse")
+        wall = speedup(first.round_groups, last.round_groups, len(pairs), margin).describe(
+            f"{label} on reuse"
+        )
         lines.append(
             f"{label}: {added} per request ({last_cell}) costs {cpu_more:+.3f} ms CPU per request "
             f"over reuse ({last.info['cpu_per_request_ms']:.3f} vs {first.info['cpu_per_request_ms']:.3f} ms); "

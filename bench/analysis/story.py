@@ -1,10 +1,10 @@
 """The closing summary of the default run (``story``): at most eight lines, all from this run.
 
-Every number and every "wins / ties / loses" below is computed from the run's own rows and
-their intervals over worker processes (``bench/analysis/verdicts.py``); nothing is canned. The
-intervals of one workload's lines share one 95% (Bonferroni over its comparisons in the
-summary), so a line here can call a tie what the workload's own table, with fewer
-comparisons, ranks.
+Every number and every "wins / the same / not resolved / loses" below is computed from the run's
+own rows and their intervals over worker processes, read against each figure's equivalence
+margin (``bench/analysis/verdicts.py``); nothing is canned. The intervals of one workload's lines
+share one 95% (Bonferroni over its comparisons in the summary), so a line here can leave
+unresolved what the workload's own table, with fewer comparisons, resolves.
 
 What it tells (issue 16): the seed's comparison against sequential and head to head; what one
 waiting request costs each model (memory and CPU, raw client) at the ladder's top rung; how the
@@ -18,7 +18,15 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bench.analysis.summary import Row, format_bytes, head_to_heads, reference_for
-from bench.analysis.verdicts import MIN_ROUNDS_FOR_INTERVAL, Speedup, _times, speedup
+from bench.analysis.verdicts import (
+    MIN_ROUNDS_FOR_INTERVAL,
+    Margins,
+    Speedup,
+    Verdict,
+    _times,
+    speedup,
+    within,
+)
 from bench.scenarios import LADDER_MODELS
 
 MAX_LINES = 8
@@ -50,21 +58,28 @@ CPU = Figure("cpu_per_request_ms", "CPU", "less CPU", "more CPU")
 
 
 def verdict(s: Speedup, figure: Figure) -> str:
-    """'1.4x less memory', 'tie in CPU (1.03x)': ``s.ratio`` is the first's figure over the second's."""
-    if not s.has_interval:
+    """'1.4x less memory', 'the same CPU within ±25% (1.03x)', '1.63x less CPU, not resolved
+    (interval 0.80-3.20)': ``s.ratio`` is the first's figure over the second's."""
+    ratio = f"{_times(s.ratio)} {figure.less}" if s.ratio > 1 else f"{_times(1 / s.ratio)} {figure.more}"
+    if s.verdict is Verdict.NOT_RANKED:
         return f"{s.ratio:.2f}x in {figure.noun}, too few rounds to rank"
-    if not s.significant:
-        return f"tie in {figure.noun} ({s.ratio:.2f}x)"
-    return f"{_times(s.ratio)} {figure.less}" if s.ratio > 1 else f"{_times(1 / s.ratio)} {figure.more}"
+    if s.verdict is Verdict.EQUIVALENT:
+        return f"the same {figure.noun} within {within(s.margin)} ({s.ratio:.2f}x)"
+    if s.verdict is Verdict.UNDETERMINED:
+        return f"{ratio}, not resolved by this run (interval {s.low:.2f}-{s.high:.2f})"
+    return ratio
 
 
-def outcome(s: Speedup) -> str:
-    """How the second of a comparison fared: wins (smaller figure), ties or loses."""
-    if not s.has_interval:
-        return "is not ranked (too few rounds)"
-    if not s.significant:
-        return "ties"
-    return "wins" if s.ratio > 1 else "loses"
+def outcome(s: Speedup, figure: Figure) -> str:
+    """How the second of a comparison fared, for the seed's claim: 'the same time (within ±5%)',
+    'win in memory (2.1x less memory)', 'CPU not resolved by this run (1.63x, interval 0.80-3.20)'."""
+    if s.verdict is Verdict.EQUIVALENT:
+        return f"the same {figure.noun} (within {within(s.margin)})"
+    if s.verdict is Verdict.DIFFERENT:
+        return f"{'win' if s.ratio > 1 else 'lose'} in {figure.noun} ({verdict(s, figure)})"
+    if s.verdict is Verdict.UNDETERMINED:
+        return f"{figure.noun} not resolved by this run ({s.ratio:.2f}x, interval {s.low:.2f}-{s.high:.2f})"
+    return f"{figure.noun} not ranked (too few rounds)"
 
 
 class Comparisons:
@@ -72,12 +87,17 @@ class Comparisons:
 
     As in the workload's own verdict table (Bonferroni within a workload): the seed's
     comparison and a rung of the ladder are different workloads, asking different questions.
+    Each figure is read against its own margin, as the run recorded it.
     """
 
     def __init__(self, wanted: list[tuple[Row, Row, Figure]]) -> None:
         per_workload = Counter(a.group for a, _, _ in wanted)
+        self.margins = Margins.of([row.info for a, b, _ in wanted for row in (a, b)])
+        margin = {TIME: self.margins.time, MEMORY: self.margins.memory, CPU: self.margins.cpu}
         self.results = {
-            (a.label, b.label, f.key, a.group): speedup(f.groups(a), f.groups(b), per_workload[a.group])
+            (a.label, b.label, f.key, a.group): speedup(
+                f.groups(a), f.groups(b), per_workload[a.group], margin[f]
+            )
             for a, b, f in wanted
         }
 
@@ -113,7 +133,8 @@ def story_lines(rows: list[Row], beyond: list[int] | None = None) -> list[str]:
         + [(a, b, f) for a, b in ladder_pairs for f in (MEMORY, CPU, TIME)]
     )
     lines = [
-        "the story, from this run (tie: the interval over processes holds 1; 95% for each workload's lines):"
+        f"the story, from this run (the same: the interval over processes lies within the margin, "
+        f"{compare.margins.describe()}; not resolved: it reaches across the margin; 95% for each workload's lines):"
     ]
     if seed:
         lines += _seed_lines(seed, against_sequential, seed_pairs, compare)
@@ -202,23 +223,20 @@ def _efficiency(row: Row) -> str:
 
 
 def _claim(seed_pairs, ladder_pairs, top, compare: Comparisons) -> str | None:
-    """The seed's claim, greenlets beat threads on IO, judged by this run's comparisons of the two."""
+    """The seed's claim, greenlets beat threads on IO, judged on equivalence by this run's
+    comparisons of the two: "the same time (within ±5%)" is a finding, "wins by 1.02x" is not."""
     parts = []
     seed = next(((a, b) for a, b in seed_pairs if (a.strategy, b.strategy) == LADDER_PAIRS[0]), None)
     if seed:
         a, b = seed
-        parts.append(
-            f"at the seed's scale ({b.client}) gevent-joinall {outcome(compare(a, b, TIME))} in time"
-        )
+        parts.append(f"at the seed's scale ({b.client}): {outcome(compare(a, b, TIME), TIME)}")
     ladder = next(((a, b) for a, b in ladder_pairs if (a.strategy, b.strategy) == LADDER_PAIRS[0]), None)
     if ladder:
         a, b = ladder
         parts.append(
-            f"at {top:,} in flight ({b.client}) it {outcome(compare(a, b, TIME))} in time, "
-            f"{outcome(compare(a, b, MEMORY))} in memory and {outcome(compare(a, b, CPU))} in CPU per request"
+            f"at {top:,} in flight ({b.client}): "
+            + ", ".join(outcome(compare(a, b, f), f) for f in (TIME, MEMORY, CPU))
         )
     if not parts:
         return None
-    return "the seed's claim (coroutines beat threads on IO), gevent-joinall against threads: " + "; ".join(
-        parts
-    )
+    return "the seed's claim (coroutines beat threads on IO), greenlets against threads: " + "; ".join(parts)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from itertools import groupby
+from typing import NamedTuple
 
 from bench.analysis import connection_costs
-from bench.analysis.verdicts import speedup
+from bench.analysis.verdicts import Margins, speedup, within
 from bench.harness.memory import PSS_METHOD_PREFIX
 from bench.strategies import TWIN_SUFFIX
 
@@ -201,11 +202,28 @@ def _compared_with_reference(row: Row, rows: list[Row]) -> Row | None:
     return reference
 
 
+def verdict_heading(rows: list[Row]) -> str:
+    """What the verdict lines below it mean, for the terminal and the report alike."""
+    margin = within(Margins.of([row.info for row in rows]).time)
+    return (
+        "verdicts (median wall time; intervals over worker processes, 95% for the whole table; "
+        f"the same: the interval lies within {margin}; not resolved: it reaches across {margin})"
+    )
+
+
 def verdict_lines(rows: list[Row]) -> list[str]:
     width = max(len(row.label) for row in rows) + 1
     pairs = head_to_heads(rows)
+    twins = _twin_costs(pairs)
     # Every interval printed for this workload shares one 95% (docs/reference/statistics.md, "Verdicts").
-    comparisons = sum(_compared_with_reference(row, rows) is not None for row in rows) + len(pairs)
+    comparisons = (
+        sum(_compared_with_reference(row, rows) is not None for row in rows)
+        + len(pairs)
+        + sum(len(costs) for _, _, costs in twins)
+    )
+    # Each line is read against the run's margins: different, the same within them, or not resolved.
+    margins = Margins.of([row.info for row in rows])
+    margin = margins.time
     lines = []
     for row in rows:
         info = row.info
@@ -235,18 +253,60 @@ def verdict_lines(rows: list[Row]) -> list[str]:
         elif not reference.valid:
             lines.append(f"{label} no speedup: {reference.label} is INVALID ({facts})")
         else:
-            verdict = speedup(reference.round_groups, row.round_groups, comparisons).describe(reference.label)
-            lines.append(f"{label} {verdict}, {facts}")
+            verdict = speedup(reference.round_groups, row.round_groups, comparisons, margin)
+            lines.append(f"{label} {verdict.describe(reference.label)}, {facts}")
     lines += [
-        f"{b.label} vs {a.label}: {speedup(a.round_groups, b.round_groups, comparisons).describe(a.label)}"
+        f"{b.label} vs {a.label}: {speedup(a.round_groups, b.round_groups, comparisons, margin).describe(a.label)}"
         for a, b in pairs
     ]
+    for a, b, costs in twins:
+        for cost in costs:
+            s = speedup(cost.groups(a), cost.groups(b), comparisons, getattr(margins, cost.margin))
+            lines.append(f"{b.label} vs {a.label}, {cost.name}: {s.describe(a.label, cost.noun)}")
     if any(a.client != b.client and a.strategy != b.strategy for a, b in pairs):
         lines.append(
             "note: a comparison across clients (different names in brackets) mixes the model with the "
             "client's own CPU cost; run with --bench-client raw (or the clients scenario) to hold the client the same."
         )
     return lines
+
+
+class Cost(NamedTuple):
+    """A per-request cost recorded per worker process, and the margin it is read against."""
+
+    key: str
+    noun: str
+    margin: str  # the field of Margins
+    name: str
+
+    def groups(self, row: Row) -> list[list[float]]:
+        return row.info[f"{self.key}_by_process"]
+
+
+# Besides time, the A/A twins are compared in what a request costs: identical work must come
+# out the same in memory and CPU too (statistics.md, "The A/A check").
+TWIN_COSTS = (
+    Cost("peak_rss_per_inflight_bytes", "memory", "memory", "memory per waiting request"),
+    Cost("cpu_per_request_ms", "CPU", "cpu", "CPU per request"),
+)
+
+
+def _twin_costs(pairs: list[tuple[Row, Row]]) -> list[tuple[Row, Row, list[Cost]]]:
+    """The A/A pairs of an IO workload, with the costs both twins recorded per process."""
+    recorded = [
+        (
+            a,
+            b,
+            [
+                c
+                for c in TWIN_COSTS
+                if a.info.get(f"{c.key}_by_process") and b.info.get(f"{c.key}_by_process")
+            ],
+        )
+        for a, b in pairs
+        if b.strategy == a.strategy + TWIN_SUFFIX and a.info.get("kind") == "io"
+    ]
+    return [(a, b, costs) for a, b, costs in recorded if costs]
 
 
 def head_to_heads(rows: list[Row]) -> list[tuple[Row, Row]]:
@@ -347,10 +407,7 @@ def render(rows: list[Row]) -> list[str]:
             out += ["", f"instrument: {capacity}"]
         out += ["", f"memory, CPU and latency per round: {group}"]
         out += memory_table(members)
-        out += [
-            "",
-            f"verdicts (median wall time; intervals over worker processes, 95% for the whole table): {group}",
-        ]
+        out += ["", f"{verdict_heading(members)}: {group}"]
         out += verdict_lines(members)
         split = decomposition(members)
         if len({row[1] for row in split}) > 1:

@@ -17,9 +17,19 @@ The ratio is median(reference rounds) / median(candidate rounds). Its interval:
 3. the level is shared by all the comparisons of a workload (Bonferroni): with m lines, each
    interval is at 1 - 0.05 / m, so the whole table of a run is wrong at most 5% of the time.
 
-When the interval contains 1 the two are within noise and are not ranked. With one process
-on a side there is no between-process noise to see: the interval then resamples rounds, and
-the line says so.
+The interval is then read against a practical-equivalence margin m (issue 26), one per figure
+(time, memory, CPU: their noise differs; docs/reference/statistics.md, "Margins"):
+
+- DIFFERENT: the interval lies wholly outside [1/(1+m), 1+m] ("1.10x faster");
+- EQUIVALENT: it lies wholly inside ("the same time within ±5%");
+- UNDETERMINED: neither ("1.63x, not resolved by this run"). An interval that excludes 1 but
+  reaches inside the margin is undetermined too: the run sees a difference but cannot say
+  whether it matters, and a 2% gap called "faster" in one run and "the same" in the next is
+  the flip this reading exists to stop;
+- NOT_RANKED: too few rounds for an interval at all.
+
+With one process on a side there is no between-process noise to see: the interval then
+resamples rounds, and the line says so.
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from enum import Enum
 from statistics import NormalDist
 from typing import NamedTuple
 
@@ -40,6 +51,41 @@ MIN_ROUNDS_FOR_INTERVAL = 3
 
 Groups = Sequence[Sequence[float]]  # round times, one sequence per worker process
 
+# The practical-equivalence margins, from the spread of identical work on the 2-core development
+# machine (python -m bench.analysis.spread, docs/reference/statistics.md "Margins"): A/A twins
+# and five repeated runs moved a head-to-head ratio by at most 2.7% in time, 3.2% in memory per
+# waiting request, but 23% in CPU per request (CPU time moves with what else the cores run).
+# Each margin sits above what identical work showed, so twins can come out the same.
+DEFAULT_TIME_MARGIN = 0.05
+DEFAULT_MEMORY_MARGIN = 0.10
+DEFAULT_CPU_MARGIN = 0.25
+# Where a saved row records the margins it was judged with (--bench-margin).
+MARGINS_KEY = "equivalence_margins"
+
+
+class Verdict(Enum):
+    DIFFERENT = "different"
+    EQUIVALENT = "equivalent"
+    UNDETERMINED = "undetermined"
+    NOT_RANKED = "not ranked"  # under MIN_ROUNDS_FOR_INTERVAL rounds: no interval
+
+
+class Margins(NamedTuple):
+    """The practical-equivalence margin of each figure, as a fraction (0.05: ±5%)."""
+
+    time: float = DEFAULT_TIME_MARGIN
+    memory: float = DEFAULT_MEMORY_MARGIN
+    cpu: float = DEFAULT_CPU_MARGIN
+
+    @classmethod
+    def of(cls, infos: Sequence[Mapping]) -> Margins:
+        """The margins a run's rows were judged with; the defaults for runs saved before them."""
+        recorded = next((info[MARGINS_KEY] for info in infos if info.get(MARGINS_KEY)), None)
+        return cls(**recorded) if recorded else cls()
+
+    def describe(self) -> str:
+        return f"{within(self.time)} in time, {within(self.memory)} in memory, {within(self.cpu)} in CPU"
+
 
 class Speedup(NamedTuple):
     ratio: float  # median(reference) / median(candidate): > 1 means the candidate is faster
@@ -47,6 +93,7 @@ class Speedup(NamedTuple):
     high: float
     processes: int = 0  # the fewer of the two sides' worker processes
     confidence: float = FAMILY_CONFIDENCE  # this line's own level: 1 - 0.05 / comparisons
+    margin: float = DEFAULT_TIME_MARGIN  # practical equivalence: within [1/(1+m), 1+m]
 
     @property
     def has_interval(self) -> bool:
@@ -54,28 +101,61 @@ class Speedup(NamedTuple):
 
     @property
     def significant(self) -> bool:
+        """The interval excludes 1 (statistics alone; the verdict also asks whether it matters)."""
         return self.has_interval and not (self.low <= 1.0 <= self.high)
 
-    def describe(self, reference: str) -> str:
+    @property
+    def verdict(self) -> Verdict:
         if not self.has_interval:
-            ratio = self.ratio if self.ratio >= 1 else 1 / self.ratio
-            direction = "faster" if self.ratio >= 1 else "slower"
+            return Verdict.NOT_RANKED
+        edge = 1 + self.margin
+        if self.low > edge or self.high < 1 / edge:
+            return Verdict.DIFFERENT
+        if self.low >= 1 / edge and self.high <= edge:
+            return Verdict.EQUIVALENT
+        return Verdict.UNDETERMINED
+
+    @property
+    def interval(self) -> str:
+        """'99.2% CI 0.80-3.20', and the caveat of a single process."""
+        text = f"{_percent(self.confidence)} CI {self.low:.2f}-{self.high:.2f}"
+        return text + (", one process: blind to between-process noise" if self.processes == 1 else "")
+
+    def describe(self, reference: str, noun: str = "time") -> str:
+        """The verdict in words; ``noun``: what the ratio compares (time, or a cost: memory, CPU)."""
+        ratio = self.ratio if self.ratio >= 1 else 1 / self.ratio
+        less, more = ("faster", "slower") if noun == "time" else (f"less {noun}", f"more {noun}")
+        direction = less if self.ratio >= 1 else more
+        verdict = self.verdict
+        if verdict is Verdict.NOT_RANKED:
             return (
                 f"{_times(ratio)} {direction} than {reference} "
                 f"(under {MIN_ROUNDS_FOR_INTERVAL} rounds: no confidence interval, not ranked)"
             )
-        ci = f"{_percent(self.confidence)} CI {self.low:.2f}-{self.high:.2f}"
-        if self.processes == 1:
-            ci += ", one process: blind to between-process noise"
-        if not self.significant:
-            return f"no significant difference from {reference} ({self.ratio:.2f}x, {ci})"
+        if verdict is Verdict.EQUIVALENT:
+            return (
+                f"the same {noun} as {reference} within {within(self.margin)} "
+                f"({self.ratio:.2f}x, {self.interval})"
+            )
+        if verdict is Verdict.UNDETERMINED:
+            return (
+                f"{self.ratio:.2f}x against {reference}, not resolved by this run "
+                f"({self.interval}, reaching across the {within(self.margin)} margin)"
+            )
         if self.ratio >= 1:
-            return f"{_times(self.ratio)} faster than {reference} ({ci})"
-        return f"{_times(1 / self.ratio)} slower than {reference} (speedup {ci})"
+            return f"{_times(ratio)} {direction} than {reference} ({self.interval})"
+        # The interval is of the ratio as computed (reference / candidate), below 1 here.
+        of = "speedup" if noun == "time" else "ratio"
+        return f"{_times(ratio)} {direction} than {reference} ({of} {self.interval})"
 
 
 def _percent(level: float) -> str:
     return f"{level * 100:.3g}%"
+
+
+def within(margin: float) -> str:
+    """'±5%'."""
+    return f"±{_percent(margin)}"
 
 
 def _times(ratio: float) -> str:
@@ -95,12 +175,18 @@ def _resample(groups: list[list[float]], rng: random.Random) -> list[float]:
 
 
 def speedup(
-    reference: Sequence[float] | Groups, candidate: Sequence[float] | Groups, comparisons: int = 1
+    reference: Sequence[float] | Groups,
+    candidate: Sequence[float] | Groups,
+    comparisons: int = 1,
+    margin: float = DEFAULT_TIME_MARGIN,
 ) -> Speedup:
     """How many times faster ``candidate`` ran than ``reference``, with an interval over processes.
 
-    ``comparisons``: how many lines share the family's 95% (Bonferroni).
+    ``comparisons``: how many lines share the family's 95% (Bonferroni); ``margin``: the
+    practical-equivalence margin its verdict is read against.
     """
+    if not margin > 0:
+        raise ValueError(f"an equivalence margin must be > 0, got {margin}")
     reference_groups, candidate_groups = _as_groups(reference), _as_groups(candidate)
     reference_all = [value for group in reference_groups for value in group]
     candidate_all = [value for group in candidate_groups for value in group]
@@ -110,7 +196,7 @@ def speedup(
     processes = min(len(reference_groups), len(candidate_groups))
     confidence = 1 - (1 - FAMILY_CONFIDENCE) / max(1, comparisons)
     if min(len(reference_all), len(candidate_all)) < MIN_ROUNDS_FOR_INTERVAL:
-        return Speedup(ratio, math.nan, math.nan, processes, confidence)
+        return Speedup(ratio, math.nan, math.nan, processes, confidence, margin)
     rng = random.Random(SEED)
     logs = [
         math.log(
@@ -126,7 +212,7 @@ def speedup(
         else len(reference_all) + len(candidate_all)
     )
     half = student_t_quantile(1 - (1 - confidence) / 2, max(1, units - 2)) * statistics.stdev(logs)
-    return Speedup(ratio, ratio * math.exp(-half), ratio * math.exp(half), processes, confidence)
+    return Speedup(ratio, ratio * math.exp(-half), ratio * math.exp(half), processes, confidence, margin)
 
 
 def student_t_quantile(p: float, df: int) -> float:
