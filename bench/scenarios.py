@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.clients import CLIENTS, DEFAULT_CLIENT, FLOOR, Client, clients_for
+from bench.names import LADDER_CLIENT, LADDER_MODELS
 from bench.strategies import STRATEGIES, Strategy
 from bench.targets import DELAY, POSTGRES
 from bench.workload import HOST_IP, HOST_NAME, NEW, REUSE
@@ -48,9 +49,6 @@ DB_THOUSAND_STRATEGIES = ("threads", "asyncio-gather", "asyncio-uvloop")
 # the delay is five times what requests needs to send them (~2 ms each), so they all wait at once.
 SEED_MODELS = ("sequential", "threads", "gevent-joinall", "gevent-pool", "asyncio-gather")
 SEED_REQUESTS, SEED_DELAY_MS, SEED_POOL = 10, 100, 2
-# One request per thread, greenlet or task, all with the raw client: what differs is the model.
-LADDER_MODELS = ("threads", "gevent-joinall", "asyncio-gather")
-LADDER_CLIENT = "raw"
 # (in flight, delay ms, rounds). The delay grows with the rung: the server's lateness while it
 # accepts a burst grows with the burst, and its limit is 10% of the delay (row_info). The top
 # rung runs only where the preflight certifies it (the delay server of issue 15 holds ~19,000);

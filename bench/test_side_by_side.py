@@ -11,7 +11,7 @@ and null timings (``bench/analysis/results.py``), never dropped (issue 19, item 
 import pytest
 
 from bench.analysis.row_info import row_info
-from bench.analysis.summary import row_label
+from bench.names import row_label
 
 
 def test_side_by_side(benchmark, shape, strategy, client, workloads):

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import statistics
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bench.clients import Client
-from bench.strategies import Strategy
 from bench.workload import Workload
+
+if TYPE_CHECKING:  # for the annotations only: the analysis sits below the registries (tests/test_layers.py)
+    from bench.clients import Client
+    from bench.strategies import Strategy
 
 # The server fell behind if its responses left later than this after their due time.
 SERVER_LATENESS_FLOOR_MS = 20.0

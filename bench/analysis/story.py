@@ -19,11 +19,9 @@ from dataclasses import dataclass
 
 from bench.analysis.summary import Row, format_bytes, head_to_heads, reference_for
 from bench.analysis.verdicts import MIN_ROUNDS_FOR_INTERVAL, Speedup, _times, speedup
-from bench.scenarios import LADDER_MODELS
+from bench.names import LADDER_MODELS, UNIT
 
 MAX_LINES = 8
-# What a model holds for each waiting request, as the summary names it.
-UNIT = {"threads": "a thread", "gevent-joinall": "a greenlet", "asyncio-gather": "an asyncio task"}
 # Cheaper model second: the comparisons the ladder's figures answer.
 LADDER_PAIRS = [("threads", "gevent-joinall"), ("gevent-joinall", "asyncio-gather")]
 

@@ -12,8 +12,7 @@ from itertools import groupby
 
 from bench.analysis import connection_costs
 from bench.analysis.verdicts import speedup
-from bench.harness.memory import PSS_METHOD_PREFIX
-from bench.strategies import TWIN_SUFFIX
+from bench.names import PSS_METHOD_PREFIX, TWIN_SUFFIX, row_label
 
 REFERENCE = "sequential"
 # Models compared head to head, beside their comparison with sequential: at the same client
@@ -35,12 +34,6 @@ PEERS = [
 ]
 # The floor of client cost (bench/clients/raw.py): a model's own cost is its cost with this client.
 FLOOR_CLIENT = "raw"
-
-
-def row_label(strategy: str, client) -> str:
-    """``strategy[client]``; the CPU-bound control has no client and is named by its strategy."""
-    name = getattr(client, "name", client)
-    return f"{strategy}[{name}]" if name else strategy
 
 
 @dataclass(frozen=True)
