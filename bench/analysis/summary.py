@@ -319,12 +319,15 @@ def _signed_bytes(count: float) -> str:
 
 
 def efficiency_text(info: dict) -> str:
+    """``efficiency`` is ideal / median (issue 22, item 3); where the client's CPU bound is the
+    larger limit, the median against that bound follows, named as such."""
     if info["efficiency"] is None:
         return "efficiency unknown"
     text = f"efficiency {info['efficiency']:.2f}"
     cores = info.get("efficiency_cores") or 1
-    if info["efficiency_bound"] == "cpu":
-        text += " (bound by client CPU" + (f" on {cores} cores" if cores > 1 else "") + ", not by the delay)"
+    if info.get("efficiency_bound") == "cpu":
+        on = f"{info['cpu_bound_seconds']:.3f} s, its CPU on {cores} core{'s' if cores > 1 else ''}"
+        text += f" (bound by client CPU: {info['efficiency_vs_bound']:.2f} of its CPU bound, {on})"
     elif cores > 1:
         text += f" (its CPU spread over {cores} cores)"
     return text
