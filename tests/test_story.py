@@ -68,16 +68,17 @@ def test_the_ladder_stops_at_the_first_rung_the_preflight_does_not_certify():
     assert asked == [100, 1000], "no burst above a rung that was not held, and none twice"
 
 
-def test_a_row_the_server_could_not_hold_is_skipped_and_the_next_rung_asks_its_own_burst():
+def test_a_rung_row_that_fell_behind_is_an_expected_failure_and_the_next_rung_asks_its_own_burst():
     seed, *rungs = SCENARIOS["story"].shapes(options())
     ladder = Ladder(lambda shape: capacity(shape.requests, shape.requests))
     assert ladder.skip_reason(rungs[1]) is None
-    late = {"instrument_limited": True, "invalid_reason": "the server fell behind: 400 ms late"}
-    assert (
-        ladder.row_skip_reason(rungs[1], {"instrument_limited": False, "invalid_reason": "3 failed"}) is None
-    )
-    assert ladder.row_skip_reason(seed, late) is None, "outside the ladder, INVALID stays INVALID"
-    assert "400 ms late (the instrument's limit" in ladder.row_skip_reason(rungs[1], late)
+    late = {"valid": False, "instrument_limited": True, "lateness_owner": "instrument"}
+    starved = {"valid": False, "model_limited": True, "lateness_owner": "model"}
+    failed = {"valid": False, "instrument_limited": False, "invalid_reason": "3 failed"}
+    assert ladder.row_xfail_reason(rungs[1], failed) is None, "a failed request still fails the run"
+    assert ladder.row_xfail_reason(seed, late) is None, "outside the ladder, INVALID stays INVALID"
+    assert ladder.row_xfail_reason(rungs[1], late) == "a rung probes a limit: the instrument's limit"
+    assert ladder.row_xfail_reason(rungs[1], starved) == "a rung probes a limit: the model's cost"
     assert ladder.skip_reason(rungs[1]) is None, "the rung's other rows still stand on their own"
     assert ladder.skip_reason(rungs[2]) is None, "the next rung's own burst decides, not one row"
 

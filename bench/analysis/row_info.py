@@ -22,6 +22,12 @@ if TYPE_CHECKING:  # for the annotations only: the analysis sits below the regis
 # The server fell behind if its responses left later than this after their due time.
 SERVER_LATENESS_FLOOR_MS = 20.0
 SERVER_LATENESS_SHARE_OF_DELAY = 0.10
+# A late row is the model's cost when, in its latest round, the part of the server's wait for a
+# CPU that the worker accounts for is at least this share of the lateness (p99). The wait is
+# shared among whoever ran meanwhile in proportion to their CPU time: the worker's, and other
+# programs' (the machine's busy time less the worker's and the server's). A wait that short of
+# the lateness cannot have made it (docs/reference/statistics.md, "Whose lateness").
+MODEL_WAIT_SHARE_OF_LATENESS = 0.5
 # Below this share of the in-flight it asked for, a strategy never really ran concurrently:
 # it spent so long preparing requests that the first answers came back before the last left.
 CPU_BOUND_IN_FLIGHT_SHARE = 0.75
@@ -237,16 +243,25 @@ def row_info(
             else None
         ),
     }
+    info |= lateness_owner(complete, workload)
     reasons = invalid_reasons(info, rounds, workload)
     if strategy.processes and complete:
         reasons += process_pool_reasons(info, allowed)
     held = instrument_reasons(info, workload)
+    model_late = []
+    if info["lateness_owner"] == "model":
+        held.remove(
+            late := late_reason(info, workload)
+        )  # the model took the server's CPU: not the instrument's
+        model_late.append(late)
     if refused_by_server_cap(rounds):
         held.append(reasons[0])  # the failed requests' reason: all of them were the server's 503
     info["valid"] = not reasons
     info["invalid_reason"] = "; ".join(reasons) or None
     # Invalid only because the server could not keep up: the instrument's limit, not the row's.
     info["instrument_limited"] = bool(held) and set(reasons) <= set(held)
+    # Invalid only because the server fell behind, some of it the model's doing (issue 22, item 2).
+    info["model_limited"] = bool(model_late) and set(reasons) <= set(held + model_late)
     return info
 
 
@@ -273,15 +288,72 @@ def refused_by_server_cap(rounds: list[dict]) -> bool:
     return errors > 0 and sum(r.get("errors_http_503", 0) for r in rounds) == errors
 
 
-def instrument_reasons(info: dict, workload: Workload) -> list[str]:
-    """The server fell behind, or its listen queue overflowed: the instrument, not the client, failed."""
-    reasons = []
+def lateness_owner(rounds: list[dict], workload: Workload) -> dict:
+    """Whose a late row's lateness is (issue 22, item 2), judged on its latest round.
+
+    The model's cost if the share of the server's wait for a CPU that the worker accounts for
+    (``MODEL_WAIT_SHARE_OF_LATENESS``) could have made a sizeable part of the lateness; else the
+    instrument's: its own limit at that burst if it hardly waited, the machine's other programs
+    if it waited behind them. None if the row is not late, or the wait is unknown (no schedstat).
+    """
+    waits = [
+        r["server_run_queue_wait_seconds"]
+        for r in rounds
+        if r.get("server_run_queue_wait_seconds") is not None
+    ]
+    figures = {
+        "server_run_queue_wait_seconds": max(waits) if waits else None,
+        "server_wait_worker_share": None,
+        "lateness_owner": None,
+        "lateness_attribution": None,
+    }
+    limit_ms = lateness_limit_ms(workload.delay_ms)
+    late = [r for r in rounds if (r.get("server_lateness_p99_ms") or 0) > limit_ms]
+    if not late:
+        return figures
+    latest = max(late, key=lambda r: r["server_lateness_p99_ms"])
+    wait, worker_cpu = latest.get("server_run_queue_wait_seconds"), latest.get("cpu_seconds")
+    if wait is None or worker_cpu is None:
+        figures["lateness_attribution"] = "whose, unknown: the server's run-queue wait was not measured"
+        return figures
+    # Without the machine's figure (a round recorded before issue 22), no other program is seen.
+    server_cpu = latest.get("server_cpu_seconds") or 0.0
+    others = max(0.0, (latest.get("machine_cpu_seconds") or 0.0) - worker_cpu - server_cpu)
+    share = worker_cpu / (worker_cpu + others) if worker_cpu + others > 0 else 0.0
+    sizeable = MODEL_WAIT_SHARE_OF_LATENESS * latest["server_lateness_p99_ms"] / 1000
+    said = (
+        f"the server waited {wait * 1000:.0f} ms for a CPU while the worker ran {worker_cpu:.2f} s "
+        f"({share:.0%} of the CPU time it and other programs used meanwhile)"
+    )
+    if wait * share >= sizeable:
+        owner, whose = "model", "the model's cost"
+    elif wait >= sizeable:
+        owner, whose = "instrument", "the machine's other programs held the CPU, not the model"
+    else:
+        owner, whose = "instrument", "the instrument's own limit at this burst"
+    return figures | {
+        "server_wait_worker_share": share,
+        "lateness_owner": owner,
+        "lateness_attribution": f"{said}: {whose}",
+    }
+
+
+def late_reason(info: dict, workload: Workload) -> str | None:
+    """The server fell behind: its lateness, and whose it was, with the figures."""
     lateness = info["server_lateness_p99_ms"]
-    if lateness is not None and lateness > lateness_limit_ms(workload.delay_ms):
-        reasons.append(
-            f"the server fell behind: its responses left {lateness:.0f} ms late (p99), "
-            f"over the {lateness_limit_ms(workload.delay_ms):.0f} ms allowed"
-        )
+    if lateness is None or lateness <= lateness_limit_ms(workload.delay_ms):
+        return None
+    reason = (
+        f"the server fell behind: its responses left {lateness:.0f} ms late (p99), "
+        f"over the {lateness_limit_ms(workload.delay_ms):.0f} ms allowed"
+    )
+    return f"{reason}; {info['lateness_attribution']}" if info.get("lateness_attribution") else reason
+
+
+def instrument_reasons(info: dict, workload: Workload) -> list[str]:
+    """The server fell behind, or its listen queue overflowed: the instrument, not the client, failed
+    (a lateness the model caused is named so by ``late_reason``, and ``row_info`` moves it out)."""
+    reasons = [late] if (late := late_reason(info, workload)) else []
     if info["listen_overflows"]:
         reasons.append(f"the kernel dropped {info['listen_overflows']} connections on a full listen queue")
     return reasons

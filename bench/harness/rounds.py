@@ -48,6 +48,7 @@ class RoundRecorder:
             # Only a server has a listen queue: the CPU-bound control, which has none, would
             # count other programs' overflows (the counter covers the whole network namespace).
             overflows_before = kernel.listen_overflows() if self.server else 0
+            machine_before = kernel.busy_cpu_seconds()
         except (OSError, urllib.error.URLError) as exc:
             # A 503 here is the server's connection cap refusing the referee's own request.
             refused = isinstance(exc, urllib.error.HTTPError) and exc.code == HTTPStatus.SERVICE_UNAVAILABLE
@@ -63,8 +64,12 @@ class RoundRecorder:
             return
         # pytest-benchmark gets this span: the same as the worker's round_trip_seconds, give or take µs.
         seconds = time.perf_counter() - started
+        machine_cpu = kernel.busy_cpu_seconds() - machine_before
         try:
             record = measured | self.worker.details() | {"timed_seconds": seconds, "process": self.process}
+            # Every process's CPU time in the round: what the worker and the server did not use was
+            # other programs' (issue 22, item 2: whose the server's wait for a CPU was).
+            record["machine_cpu_seconds"] = machine_cpu
             record["listen_overflows"] = kernel.listen_overflows() - overflows_before if self.server else 0
             if self.server:
                 self._check_server()
@@ -78,6 +83,12 @@ class RoundRecorder:
                 # (user + sys of all its processes) since the reset just before the round.
                 if "cpu_seconds" in stats:
                     record["server_cpu_seconds"] = stats["cpu_seconds"] - window.get("cpu_seconds", 0.0)
+                # Issue 22, item 2: how long the server's threads waited for a CPU in the round,
+                # beside the worker's own CPU time (``cpu_seconds``): whose lateness a late row is.
+                wait = stats.get("run_queue_wait_seconds")
+                record["server_run_queue_wait_seconds"] = (
+                    None if wait is None else wait - (window.get("run_queue_wait_seconds") or 0.0)
+                )
                 # The server's own count, from its network namespace: the one that holds its
                 # listen queue, wherever it runs (design rule 9).
                 record["listen_overflows"] = stats.get("listen_overflows", record["listen_overflows"])
