@@ -28,6 +28,12 @@ SERVER_LATENESS_SHARE_OF_DELAY = 0.10
 # programs' (the machine's busy time less the worker's and the server's). A wait that short of
 # the lateness cannot have made it (docs/reference/statistics.md, "Whose lateness").
 MODEL_WAIT_SHARE_OF_LATENESS = 0.5
+# Past this share of the server's CPU in the rounds, what an empty window costs it (its wake-ups,
+# the /stats reads) is most of the figure: its CPU per request is then noted as not its code's.
+SERVER_IDLE_SHARE_NOTED = 0.5
+# A keep-alive round accepts one or two connections (the /stats read's, a reconnect): its whole
+# CPU over them says nothing of a connection's cost. Below this share of N, no per-connection figure.
+CONNECTIONS_SHARE_FOR_PER_CONNECTION = 0.5
 # Below this share of the in-flight it asked for, a strategy never really ran concurrently:
 # it spent so long preparing requests that the first answers came back before the last left.
 CPU_BOUND_IN_FLIGHT_SHARE = 0.75
@@ -101,9 +107,13 @@ def _ratio(value: float | None, divisor: float | None) -> float | None:
     return value / divisor if value is not None and divisor else None
 
 
-def server_cpu_per_request_us(rounds: list[dict], per: str = "server_requests") -> float | None:
+def server_cpu_per_request_us(
+    rounds: list[dict], per: str = "server_requests", net: bool = True
+) -> float | None:
     """The delay server's CPU time per request it answered (or per connection it accepted, with
-    ``per="server_connections_accepted"``), over these rounds (design rule 10).
+    ``per="server_connections_accepted"``), over these rounds (design rule 10); with ``net``,
+    less what an empty window as long as each round cost it (issue 22, item 5; a round recorded
+    without one subtracts nothing).
 
     Summed over the rounds, not a median of each, so a round that answered few requests weighs
     little. The server reads its CPU time from the scheduler's account (ns; servers/host_counters.py).
@@ -111,7 +121,30 @@ def server_cpu_per_request_us(rounds: list[dict], per: str = "server_requests") 
     measured = [r for r in rounds if r.get("server_cpu_seconds") is not None and r.get(per)]
     if not measured:
         return None
-    return sum(r["server_cpu_seconds"] for r in measured) / sum(r[per] for r in measured) * 1e6
+    cpu = sum(r["server_cpu_seconds"] for r in measured)
+    if net:
+        cpu -= sum(r.get("server_empty_window_cpu_seconds") or 0.0 for r in measured)
+    return max(0.0, cpu) / sum(r[per] for r in measured) * 1e6
+
+
+def server_idle_note(rounds: list[dict]) -> str | None:
+    """Said when the server's CPU in the rounds is mostly what an empty window costs it: at such
+    a rate its CPU per request is its wake-ups' and the /stats reads', not its code's."""
+    measured = [
+        r
+        for r in rounds
+        if r.get("server_cpu_seconds") and r.get("server_empty_window_cpu_seconds") is not None
+    ]
+    if not measured:
+        return None
+    cpu = sum(r["server_cpu_seconds"] for r in measured)
+    idle = sum(r["server_empty_window_cpu_seconds"] for r in measured)
+    if idle < SERVER_IDLE_SHARE_NOTED * cpu:
+        return None
+    return (
+        f"server CPU mostly idle cost: an empty window costs {idle * 1000:.1f} of its {cpu * 1000:.1f} ms, "
+        "too low a rate for its CPU per request to be its code's"
+    )
 
 
 def _by_process(rounds: list[dict], key) -> list[list[float]]:
@@ -206,10 +239,18 @@ def row_info(
         "latency_p99_ms": _median(complete, "latency_p99_ms"),
         "server_lateness_p99_ms": _worst(complete, "server_lateness_p99_ms"),
         "server_max_in_flight": _worst(complete, "server_max_in_flight"),
+        # Less an empty window's cost (issue 22, item 5); gross: all of the server's CPU in the rounds.
         "server_cpu_per_request_us": server_cpu_per_request_us(complete),
-        # Issue 17: None for keep-alive rows, whose rounds open no connection.
-        "server_cpu_per_connection_us": server_cpu_per_request_us(
-            complete, per="server_connections_accepted"
+        "server_cpu_per_request_gross_us": server_cpu_per_request_us(complete, net=False),
+        "server_empty_window_cpu_seconds": _total(complete, "server_empty_window_cpu_seconds"),
+        "server_cpu_note": server_idle_note(complete),
+        # Issue 17 and 22: null unless the rounds accepted N/2 connections or more (a keep-alive
+        # round's one or two are no denominator).
+        "server_cpu_per_connection_us": (
+            server_cpu_per_request_us(complete, per="server_connections_accepted")
+            if (_worst(complete, "server_connections_accepted") or 0)
+            >= CONNECTIONS_SHARE_FOR_PER_CONNECTION * n
+            else None
         ),
         # The total behind it, so a reader sees how much CPU the per-request figure stands on.
         "server_cpu_seconds": _total(complete, "server_cpu_seconds"),

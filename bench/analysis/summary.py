@@ -117,6 +117,8 @@ def notes(info: dict) -> str:
         marks.append("patched")
     if (info.get("memory_method") or "").startswith(PSS_METHOD_PREFIX):  # older runs sampled it mid-round
         marks.append(f"memory: summed PSS of {info['processes_peak']} processes")
+    if info.get("server_cpu_note"):
+        marks.append(info["server_cpu_note"])
     return ", ".join(marks)
 
 
