@@ -20,10 +20,11 @@ from bench.harness import kernel
 from bench.harness.worker_process import WorkerError, WorkerProcess
 from servers.process import DelayServer
 
-# The empty window before each round (issue 22, item 5): as long as the last round, up to this.
-# The server's idle cost is a rate (its wake-ups per second, the /stats reads), scaled to the
-# round's length; the cap keeps a 7 s round from costing 7 s more. Before the round, not after,
-# so the server's counters still hold the round's own when the round is over.
+# The empty windows before each round (issue 22, item 5): one read back to back (what a window's
+# reset and read cost the server), one idle span as long as the last round, up to this (what it
+# costs per second with no request, its wake-ups). A round's empty cost is the first plus the
+# rate times the round's length; the cap keeps a 7 s round from costing 7 s more. Before the
+# round, not after, so the server's counters still hold the round's own when the round is over.
 EMPTY_WINDOW_MAX_S = 0.25
 
 
@@ -50,7 +51,7 @@ class RoundRecorder:
         try:
             if self.server:
                 self._check_server()
-                idle_rate = self._empty_window_rate()
+                empty = self._empty_windows()
                 window = self.server.reset_stats()
             # Only a server has a listen queue: the CPU-bound control, which has none, would
             # count other programs' overflows (the counter covers the whole network namespace).
@@ -103,27 +104,32 @@ class RoundRecorder:
                 # after the reset); none from a server too old to count them.
                 accepted = stats.get("connections_accepted")
                 record["server_connections_accepted"] = None if accepted is None else accepted - 1
-                if idle_rate is not None:
-                    record["server_empty_window_cpu_seconds"] = idle_rate * seconds
+                if empty is not None:
+                    reads, per_second = empty
+                    record["server_empty_window_cpu_seconds"] = reads + per_second * seconds
         except (WorkerError, OSError, urllib.error.URLError) as exc:
             self._fail(f"could not finish the round's bookkeeping: {exc}", seconds=seconds)
             return
         self.rounds.append(record)
 
-    def _empty_window_rate(self) -> float | None:
-        """What the server's CPU costs per second with no request: a window like a round's (reset,
-        an idle span, a read), outside the timer. At a low rate this is most of the server's CPU
-        (its wake-ups, the /stats reads), not its code's per request. None for a referee that
-        reports no CPU time (PostgreSQL's)."""
+    def _empty_windows(self) -> tuple[float, float] | None:
+        """What the server's CPU costs with no request, outside the timer: (a window's reset and
+        read, back to back, in seconds; its idle cost per second, from a span like a round's less
+        that). At a low rate this is most of the server's CPU, not its code's per request. None
+        for a referee that reports no CPU time (PostgreSQL's)."""
         last = [r["timed_seconds"] for r in self.rounds if r.get("timed_seconds")]
         span = min(last[-1], EMPTY_WINDOW_MAX_S) if last else EMPTY_WINDOW_MAX_S
-        window = self.server.reset_stats()
-        if not window or "cpu_seconds" not in window:
-            return None
-        started = time.perf_counter()
-        time.sleep(span)
-        stats = self.server.stats()
-        return (stats["cpu_seconds"] - window["cpu_seconds"]) / (time.perf_counter() - started)
+        costs = []
+        for idle_s in (0.0, span):
+            window = self.server.reset_stats()
+            if not window or "cpu_seconds" not in window:
+                return None
+            started = time.perf_counter()
+            time.sleep(idle_s)
+            stats = self.server.stats()
+            costs.append((stats["cpu_seconds"] - window["cpu_seconds"], time.perf_counter() - started))
+        (reads, _), (spanned, seconds) = costs
+        return reads, max(0.0, spanned - reads) / seconds
 
     def _check_server(self) -> None:
         status = self.server.exit_status()
