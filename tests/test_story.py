@@ -139,7 +139,7 @@ def test_the_summary_says_wins_ties_and_costs_from_the_rows():
     )
 
 
-def test_a_greenlet_that_costs_more_loses_and_invalid_rows_say_nothing():
+def test_a_greenlet_that_costs_more_loses_and_an_invalid_row_gives_no_cost():
     rows = [
         story_row("ladder", "threads", "raw", [1.0, 1.01, 0.99], memory=5 * KIB),
         story_row("ladder", "gevent-joinall", "raw", [2.0, 2.02, 1.98], memory=15 * KIB),
