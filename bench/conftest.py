@@ -218,7 +218,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for line in summary.render(rows):
         terminalreporter.write_line(line)
     ladder = config.stash.get(LADDER, None)
-    if closing := story.story_lines(rows, [shape.requests for shape in ladder.stops] if ladder else []):
+    skipped = [
+        story.Skipped(shape.scenario, shape.requests, label, reason)
+        for shape, labels in (ladder.skipped.items() if ladder else [])
+        for label, reason in labels.items()
+    ]
+    if closing := story.story_lines(
+        rows, [shape.requests for shape in ladder.stops] if ladder else [], skipped
+    ):
         terminalreporter.write_line("")
         for line in closing:
             terminalreporter.write_line(line)

@@ -116,6 +116,15 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"  # None: a row with no timed round
 
 
+def _efficiency_cell(info: dict) -> str:
+    """ideal / median; where the client's CPU bound is the larger limit, the median against it too."""
+    if info["efficiency"] is None:
+        return "-"
+    if info.get("efficiency_bound") == "cpu":
+        return f"{info['efficiency']:.2f} ({info['efficiency_vs_bound']:.2f} of the CPU bound)"
+    return f"{info['efficiency']:.2f}"
+
+
 def time_table(rows: list[Row]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     header = ("strategy", "client", "median s", "min s", "max s", "rounds", "ideal s", "efficiency", "valid")
     body = [
@@ -127,9 +136,7 @@ def time_table(rows: list[Row]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]
             _seconds(row.max_seconds),
             str(len(row.round_seconds)),
             f"{row.info['ideal_seconds']:.3f}",
-            "-"
-            if row.info["efficiency"] is None
-            else f"{row.info['efficiency']:.2f} ({row.info['efficiency_bound']})",
+            _efficiency_cell(row.info),
             "yes" if row.valid else f"INVALID: {row.info.get('invalid_reason')}",
         )
         for row in rows

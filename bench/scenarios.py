@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.clients import CLIENTS, DEFAULT_CLIENT, FLOOR, Client, clients_for
+from bench.names import LADDER_CLIENT, LADDER_MODELS
 from bench.strategies import STRATEGIES, Strategy
 from bench.targets import DELAY, POSTGRES
 from bench.workload import HOST_IP, HOST_NAME, NEW, REUSE
@@ -56,9 +57,6 @@ SEED_REQUESTS, SEED_DELAY_MS, SEED_POOL = 10, 100, 2
 # leaves: the seed took 35 s at 10 x 10 on the loaded development machine, the whole run 93 s
 # (docs/reference/statistics.md, "Margins").
 SEED_SCALE = 1.6
-# One request per thread, greenlet or task, all with the raw client: what differs is the model.
-LADDER_MODELS = ("threads", "gevent-joinall", "asyncio-gather")
-LADDER_CLIENT = "raw"
 # (in flight, delay ms, rounds). The delay grows with the rung: the server's lateness while it
 # accepts a burst grows with the burst, and its limit is 10% of the delay (row_info). The top
 # rung runs only where the preflight certifies it (the delay server of issue 15 holds ~19,000);
@@ -197,18 +195,25 @@ class Ladder:
     ``certify(shape)`` measures whether the delay server holds a rung (one burst of its
     in-flight count at its delay: a rung is held or not) and returns the capacity, with
     ``held``, ``asked`` and ``describe()``. A rung runs if it is held; the rungs above one that
-    is not are skipped without a burst. A skipped rung is the instrument's limit on this
-    machine, never a failure of the run (design rule 9). One burst is a noisy measure near the
-    limit, so a rung's row that then comes out invalid only because the server fell behind or
-    overflowed is skipped the same way (``row_skip_reason``): a row the instrument could not
-    hold is never published. Such a row does not stop the ladder (a model whose threads starve
-    the server at one rung says nothing about the others at the next); the next rung's burst does.
+    is not are skipped without a burst (nothing ran: the closing summary says which and why). A
+    skipped rung is the instrument's limit on this machine, never a failure of the run (design
+    rule 9). A rung's row that ran is always saved (issue 22): if it comes out invalid because
+    the server fell behind, its reason says whose lateness it was (the model's cost or the
+    instrument's own limit, ``row_info.lateness_owner``) and the rung marks it an expected
+    failure (``row_xfail_reason``), shown, not failing the run: a rung probes a limit. Such a row
+    does not stop the ladder (a model whose threads starve the server at one rung says nothing
+    about the others at the next); the next rung's burst does.
     """
 
     def __init__(self, certify: Callable[[Shape], object]) -> None:
         self.certify = certify
         self.reasons: dict[Shape, str | None] = {}  # a rung's own answer: why it does not run
         self.stops: dict[Shape, str] = {}  # rungs the instrument did not hold: none above them runs
+        # Rows skipped before they ran, by workload: {label: why}, for the closing summary to name.
+        self.skipped: dict[Shape, dict[str, str]] = {}
+
+    def skipped_row(self, shape: Shape, label: str, reason: str) -> None:
+        self.skipped.setdefault(shape, {})[label] = reason
 
     def skip_reason(self, shape: Shape) -> str | None:
         if not shape.rung:
@@ -228,11 +233,17 @@ class Ladder:
                 self.stops[shape] = reason
         return self.reasons[shape]
 
-    def row_skip_reason(self, shape: Shape, info: dict) -> str | None:
-        """A rung's row the instrument could not hold after all: skipped, as beyond the instrument."""
-        if not shape.rung or not info.get("instrument_limited"):
+    def row_xfail_reason(self, shape: Shape, info: dict) -> str | None:
+        """A rung's row that fell behind (the instrument's limit, or the model taking the server's
+        CPU): saved INVALID, and an expected failure of the probe, with whose it was."""
+        if not shape.rung or info.get("valid"):
             return None
-        return f"beyond the instrument at this rung: {info['invalid_reason']} (the instrument's limit, not the model's)"
+        if not (info.get("instrument_limited") or info.get("model_limited")):
+            return None
+        owner = {"model": "the model's cost", "instrument": "the instrument's limit"}.get(
+            info.get("lateness_owner") or "instrument"
+        )
+        return f"a rung probes a limit: {owner}"
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,20 @@ The rows of a workload run together, interleaved (``bench/harness/interleave.py`
 one of its tests runs; each test then hands its row's real, timed rounds to pytest-benchmark
 and records the worker's, the server's and the kernel's figures in extra_info.
 
-A row none of whose rounds ran to its end is saved all the same, INVALID with its reason
-and null timings (``bench/analysis/results.py``), never dropped (issue 19, item 1).
+A row that ran is always saved (issue 22, item 2), INVALID with its reason where it is; one
+none of whose rounds ran to its end is saved with null timings (``bench/analysis/results.py``,
+issue 19, item 1). After saving, an INVALID row fails its test, unless it is a limit the run
+probes: a ladder rung's row that fell behind, or a row beyond the capacity the preflight
+measured, is an expected failure (xfail), shown with its reason. Only a row that never ran
+(too long for --bench-max-seconds, beyond the open files, a rung above one the preflight did
+not hold) is skipped, and the closing summary names it.
 """
 
 import pytest
 
 from bench.analysis.row_info import row_info
-from bench.analysis.summary import row_label
 from bench.analysis.verdicts import MARGINS_KEY
+from bench.names import row_label
 
 
 def test_side_by_side(benchmark, shape, strategy, client, workloads):
@@ -23,6 +28,7 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads):
     benchmark._mode = "the interleaved rounds (bench/test_side_by_side.py)"
     label = row_label(strategy.name, client)
     if reason := workloads.skip_reason(shape, strategy, client) or workloads.ladder.skip_reason(shape):
+        workloads.ladder.skipped_row(shape, label, reason)
         pytest.skip(f"{label} on {shape.group}: {reason}")
     benchmark.group = shape.group
     record = workloads.record(shape, strategy, client)
@@ -36,16 +42,19 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads):
         scenario=shape.scenario,
     )
     capacity = workloads.capacities.get(shape)
-    if capacity and (reason := capacity.skip_reason(info) or workloads.ladder.row_skip_reason(shape, info)):
-        pytest.skip(f"{label} on {shape.group}: {reason}")  # not handed over: nothing saved
     hand_over(benchmark, record.rounds)
     info["instrument_capacity"] = capacity.describe() if capacity else None
+    info["beyond_capacity"] = capacity.beyond_reason(info) if capacity else None
     info["server_priority"] = workloads.server_priority
     info["open_files_limit"] = workloads.file_limit.open_files
     info[MARGINS_KEY] = workloads.options.margins._asdict()
     benchmark.extra_info.update(info, timeline=record.timeline)
-    if not info["valid"]:
-        pytest.fail(f"{label}: INVALID: {info['invalid_reason']}")
+    if info["valid"]:
+        return
+    # Saved above, whatever follows: pytest-benchmark keeps a row whose test then fails or xfails.
+    if limit := workloads.ladder.row_xfail_reason(shape, info) or info["beyond_capacity"]:
+        pytest.xfail(f"{label} on {shape.group}: INVALID: {info['invalid_reason']} ({limit})")
+    pytest.fail(f"{label}: INVALID: {info['invalid_reason']}")
 
 
 def hand_over(benchmark, rounds: list[dict]) -> None:

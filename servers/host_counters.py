@@ -57,10 +57,37 @@ def cpu_ns(pids: list[int]) -> int:
         if pid <= 0:
             continue
         try:
-            tasks = list(Path(f"/proc/{pid}/task").iterdir())
-            total += sum(int((task / "schedstat").read_text().split()[0]) for task in tasks)
+            total += _schedstat_field(pid, 0)
         except FileNotFoundError:
             total += cpu_ticks([pid]) * NS_PER_SECOND // TICKS_PER_SECOND
         except OSError:
             continue
     return total
+
+
+def run_queue_wait_ns(pids: list[int]) -> int | None:
+    """How long these processes' threads waited, runnable, for a CPU: the scheduler's own
+    account (``/proc/PID/task/TID/schedstat``, its second field), in nanoseconds.
+
+    A server that waits here while its responses are due answers them late through no fault of
+    its own code: whoever held the CPU did (issue 22, item 2). None where the kernel keeps no
+    schedstat; a pid that is 0 or gone is skipped.
+    """
+    total = 0
+    for pid in pids:
+        if pid <= 0:
+            continue
+        try:
+            total += _schedstat_field(pid, 1)
+        except FileNotFoundError:
+            if Path(f"/proc/{pid}").exists():
+                return None  # the process is there, its schedstat is not: unknown, not zero
+        except OSError:
+            continue
+    return total
+
+
+def _schedstat_field(pid: int, index: int) -> int:
+    """One field of schedstat (0: ns on a CPU, 1: ns waiting on a run queue), summed over the threads."""
+    tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    return sum(int((task / "schedstat").read_text().split()[index]) for task in tasks)

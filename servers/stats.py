@@ -61,6 +61,7 @@ class _Control(ctypes.Structure):
         ("parent_pid", ctypes.c_int64),
         ("listen_overflows_at_reset", ctypes.c_int64),
         ("parent_cpu_ns_at_reset", ctypes.c_int64),
+        ("parent_wait_ns_at_reset", ctypes.c_int64),
         # Bumped by any worker that sees a gather request's K in flight (servers.app, Gathering):
         # the others release their waiting gather requests when it moves. Two workers bumping at
         # once may write the same value; the generation still moves, which is all a waiter asks.
@@ -96,7 +97,7 @@ class _WorkerSlot(ctypes.Structure):
 class _Baseline(ctypes.Structure):
     """A worker's counters and CPU time (ns) at the last reset. Written by reset (under the lock) only."""
 
-    _fields_ = (("counters", _Counters), ("cpu_ns", ctypes.c_int64))
+    _fields_ = (("counters", _Counters), ("cpu_ns", ctypes.c_int64), ("wait_ns", ctypes.c_int64))
 
 
 def lateness_bucket(lateness_ms: float) -> int:
@@ -260,9 +261,11 @@ class SharedStats:
                 [control.max_in_flight_at_reset] + [row.pop("_max_in_flight") for row in rows]
             )
             parent_ns = host_counters.cpu_ns([control.parent_pid]) - control.parent_cpu_ns_at_reset
+            parent_wait = host_counters.run_queue_wait_ns([control.parent_pid])
             overflows = host_counters.listen_overflows() - control.listen_overflows_at_reset
         lateness_max = max(row.pop("_lateness_max_ms") for row in rows)
         buckets = [row.pop("_buckets") for row in rows]
+        waits = [parent_wait] + [row.pop("_wait_ns") for row in rows]
         merged = [sum(column) for column in zip(*buckets, strict=True)]
         figures = {name: sum(row[name] for row in rows) for name in OUTCOMES}
         return figures | {
@@ -279,6 +282,11 @@ class SharedStats:
                 (parent_ns + sum(row.pop("_cpu_ns") for row in rows)) / host_counters.NS_PER_SECOND,
                 6,
             ),
+            # How long the server's threads waited, runnable, for a CPU since the reset (issue 22,
+            # item 2): null where the kernel keeps no schedstat.
+            "run_queue_wait_seconds": _wait_seconds(
+                None if None in waits else waits[0] - control.parent_wait_ns_at_reset + sum(waits[1:])
+            ),
             "per_worker": rows,
         }
 
@@ -290,10 +298,16 @@ class SharedStats:
             for slot, baseline in zip(self._shared.workers, self._shared.baselines, strict=True):
                 _copy_counters(slot.counters, baseline.counters)
                 baseline.cpu_ns = host_counters.cpu_ns([slot.pid])
+                baseline.wait_ns = host_counters.run_queue_wait_ns([slot.pid]) or 0
             control.max_in_flight_at_reset = sum(slot.in_flight for slot in self._shared.workers)
             control.parent_cpu_ns_at_reset = host_counters.cpu_ns([control.parent_pid])
+            control.parent_wait_ns_at_reset = host_counters.run_queue_wait_ns([control.parent_pid]) or 0
             control.listen_overflows_at_reset = host_counters.listen_overflows()
             control.epoch += 1
+
+
+def _wait_seconds(wait_ns: int | None) -> float | None:
+    return None if wait_ns is None else round(wait_ns / host_counters.NS_PER_SECOND, 6)
 
 
 def _copy_counters(source: _Counters, target: _Counters) -> None:
@@ -308,6 +322,8 @@ def _worker_row(slot: _WorkerSlot, baseline: _Baseline, epoch: int) -> dict:
     counters, at_reset = slot.counters, baseline.counters
     current_epoch = slot.epoch == epoch
     cpu_ns = host_counters.cpu_ns([slot.pid]) - baseline.cpu_ns
+    wait = host_counters.run_queue_wait_ns([slot.pid])
+    wait_ns = None if wait is None else wait - baseline.wait_ns
     outcomes = [now - then for now, then in zip(counters.outcomes[:], at_reset.outcomes[:], strict=True)]
     buckets = [
         now - then
@@ -320,6 +336,8 @@ def _worker_row(slot: _WorkerSlot, baseline: _Baseline, epoch: int) -> dict:
         "connections_accepted": counters.connections_accepted - at_reset.connections_accepted,
         "cpu_seconds": round(cpu_ns / host_counters.NS_PER_SECOND, 6),
         "_cpu_ns": cpu_ns,
+        "run_queue_wait_seconds": _wait_seconds(wait_ns),
+        "_wait_ns": wait_ns,
         "_max_in_flight": slot.max_in_flight if current_epoch else 0,
         "_lateness_max_ms": slot.lateness_max_ms if current_epoch else 0.0,
         "_buckets": buckets,

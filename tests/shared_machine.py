@@ -12,4 +12,6 @@ from __future__ import annotations
 
 
 def assert_valid_or_the_instruments_limit(info: dict) -> None:
-    assert info["valid"] or info["instrument_limited"], info["invalid_reason"]
+    # A late row is the model's cost when the worker held the CPU the server waited for (issue 22):
+    # on a loaded machine a test's own worker can, so that verdict is the machine's too.
+    assert info["valid"] or info["instrument_limited"] or info.get("model_limited"), info["invalid_reason"]

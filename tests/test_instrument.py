@@ -60,16 +60,16 @@ def test_the_preflight_halves_the_burst_until_the_server_holds_it(server_holding
     assert capacity.describe().startswith("the delay server holds 250 in flight, not 1000 at 200 ms")
 
 
-def test_only_a_row_invalid_because_the_server_fell_behind_beyond_capacity_is_skipped():
+def test_only_a_row_invalid_because_the_server_fell_behind_beyond_capacity_is_beyond_the_instrument():
     capacity = Capacity(delay_ms=200, asked=1000, held=250)
     late = "the server fell behind: its responses left 180 ms late (p99), over the 20 ms allowed"
-    reason = capacity.skip_reason(row(False, 1000, True, late))
-    assert reason and "the instrument cannot hold it: 1000 in flight" in reason
+    reason = capacity.beyond_reason(row(False, 1000, True, late))
+    assert reason and "beyond the instrument: 1000 in flight" in reason
     assert "holds 250 in flight" in reason and "The instrument's capacity" in reason
-    assert capacity.skip_reason(row(True, 1000, False)) is None, "a valid row is always kept"
-    assert capacity.skip_reason(row(False, 200, True, late)) is None, "within capacity: INVALID, not skipped"
+    assert capacity.beyond_reason(row(True, 1000, False)) is None, "a valid row is always kept"
+    assert capacity.beyond_reason(row(False, 200, True, late)) is None, "within capacity: INVALID"
     failed = "3 of 1000 requests failed: HTTP 500 (x3); " + late
-    assert capacity.skip_reason(row(False, 1000, False, failed)) is None, "other reasons stay INVALID"
+    assert capacity.beyond_reason(row(False, 1000, False, failed)) is None, "other reasons stay INVALID"
 
 
 def test_the_preflight_bursts_reach_the_server_and_its_verdict_follows_them(delay_server):
@@ -135,7 +135,7 @@ def test_requests_refused_by_the_servers_connection_cap_are_the_instruments_limi
         "could not read the delay server before the round: HTTP Error 503: Service Unavailable", refused=10
     )
     assert not capped["valid"] and capped["instrument_limited"]
-    assert Capacity(delay_ms=100, asked=10, held=0).skip_reason(capped), "the row asked for 10, none held"
+    assert Capacity(delay_ms=100, asked=10, held=0).beyond_reason(capped), "the row asked for 10, none held"
     broken = info_for("HTTP 500")
     assert not broken["valid"] and not broken["instrument_limited"]
 
@@ -193,7 +193,15 @@ def test_a_row_records_the_servers_cpu_per_request(delay_server):
     info = row_info(strategy, client, workload, False, [], recorder.rounds)
     assert all(r["server_cpu_seconds"] >= 0 for r in recorder.rounds)
     assert info["server_cpu_seconds"] > 0
-    assert info["server_cpu_per_request_us"] == pytest.approx(info["server_cpu_seconds"] / (3 * 500) * 1e6)
+    assert info["server_cpu_per_request_gross_us"] == pytest.approx(
+        info["server_cpu_seconds"] / (3 * 500) * 1e6
+    )
+    # Issue 22, item 5: each round's empty window measured, and subtracted from the net figure.
+    assert all(r["server_empty_window_cpu_seconds"] >= 0 for r in recorder.rounds)
+    idle = info["server_empty_window_cpu_seconds"]
+    assert info["server_cpu_per_request_us"] == pytest.approx(
+        max(0.0, info["server_cpu_seconds"] - idle) / (3 * 500) * 1e6
+    )
     assert summary.memory_cells(info)[summary.MEMORY_COLUMNS.index("server CPU/req")].endswith(" µs")
 
 

@@ -56,7 +56,8 @@ def test_a_process_pool_seen_as_one_process_is_invalid():
 def test_a_process_pool_with_unknown_cpu_is_invalid():
     info = info_for("processpool", a_round(processes=3, cpu=None))
     assert not info["valid"] and "the pool's CPU time is unknown" in info["invalid_reason"]
-    assert info["efficiency"] is None
+    assert info["cpu_bound_seconds"] is None and info["efficiency_vs_bound"] is None
+    assert info["efficiency"] == pytest.approx(info["ideal_seconds"] / 0.5), "ideal / median needs no CPU"
 
 
 def test_a_missing_proc_facility_is_named():
@@ -77,7 +78,11 @@ def test_a_process_pools_cpu_bound_spreads_over_the_cores_it_can_use():
     info = info_for("processpool", a_round(processes=3, cpu=3.0, wall=1.0, round_trip_seconds=1.0))
     cores = min(CORES, 2 + 1)  # C processes and the worker
     assert info["efficiency_cores"] == cores
-    assert info["efficiency"] == pytest.approx(max(0.5, 3.0 / cores) / 1.0)
+    assert info["cpu_bound_seconds"] == pytest.approx(3.0 / cores)
+    assert info["efficiency_vs_bound"] == pytest.approx(max(0.5, 3.0 / cores) / 1.0)
+    assert info["efficiency"] == pytest.approx(info["ideal_seconds"] / 1.0), (
+        "ideal / median, whatever the bound"
+    )
     assert info_for("threadpool", a_round())["efficiency_cores"] == 1
 
 
@@ -86,7 +91,8 @@ def test_the_gate_does_not_hold_a_process_pools_efficiency_machine_independent(t
     changed = copy.deepcopy(document)
     for bench in changed["benchmarks"]:
         if bench["extra_info"]["strategy"] == "processpool":
-            bench["extra_info"]["efficiency"] /= 2  # what half the cores would do to a CPU-bound pool
+            # What half the cores would do to a CPU-bound pool: every round twice as long.
+            bench["stats"]["data"] = [2 * s for s in bench["stats"]["data"]]
     current = tmp_path / "fewer-cores.json"
     current.write_text(json.dumps(changed))
     assert compare.main([str(WITH_PROCESSPOOL), str(current)]) == 0

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.analysis.row_info import efficiency, lateness_limit_ms, row_info
-from bench.analysis.summary import Row, decomposition, format_bytes, render, verdict_lines
+from bench.analysis.row_info import efficiency, efficiency_vs_bound, lateness_limit_ms, row_info
+from bench.analysis.summary import Row, decomposition, efficiency_text, format_bytes, render, verdict_lines
 from bench.clients import clients_for
 from bench.strategies import STRATEGIES
 from bench.workload import Workload
@@ -97,12 +97,29 @@ def test_ideal_seconds_per_fanout():
     assert WORKLOAD.ideal_seconds(10) == pytest.approx(0.1)
 
 
-def test_efficiency_takes_the_larger_bound_and_names_it():
-    assert efficiency(ideal_seconds=0.1, cpu_seconds=0.05, median_seconds=0.2) == (
+def test_efficiency_is_ideal_over_median_and_the_cpu_bound_is_its_own_figure():
+    assert efficiency(ideal_seconds=0.1, median_seconds=0.2) == pytest.approx(0.5)
+    assert efficiency_vs_bound(ideal_seconds=0.1, cpu_bound=0.05, median_seconds=0.2) == (
         pytest.approx(0.5),
         "delay",
     )
-    assert efficiency(ideal_seconds=0.1, cpu_seconds=0.15, median_seconds=0.2) == (pytest.approx(0.75), "cpu")
+    assert efficiency_vs_bound(ideal_seconds=0.1, cpu_bound=0.15, median_seconds=0.2) == (
+        pytest.approx(0.75),
+        "cpu",
+    )
+
+
+def test_a_cpu_bound_rows_text_names_both_figures():
+    info = {
+        "efficiency": 2.0 / 7.275,
+        "efficiency_bound": "cpu",
+        "efficiency_vs_bound": 5.7 / 7.275,
+        "cpu_bound_seconds": 5.7,
+        "efficiency_cores": 1,
+    }
+    assert efficiency_text(info) == (
+        "efficiency 0.27 (bound by client CPU: 0.78 of its CPU bound, 5.700 s, its CPU on 1 core)"
+    )
 
 
 def row(strategy, seconds, valid=True):

@@ -15,6 +15,7 @@ same document (``unmeasured_rows``, called by bench/conftest.py), with its ``ext
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,11 +57,18 @@ def unmeasured_rows(benchmarks) -> list[dict]:
 RENAMED_STRATEGIES = {"asyncio-aiohttp": "asyncio-gather", "asyncio-aiohttp-bounded": "asyncio-bounded"}
 
 
-def migrate(info: dict) -> dict:
-    """A row saved before the client axis, read as it would be saved now."""
+def migrate(info: dict, seconds: list[float]) -> dict:
+    """A row saved by an older version, read as it would be saved now."""
     info = info | {"strategy": RENAMED_STRATEGIES.get(info["strategy"], info["strategy"])}
     if info.get("kind") == "cpu":
         info["client"] = None  # the CPU task never had a client; old runs named the strategy's default
+    if "efficiency_vs_bound" not in info and seconds:
+        # Saved before issue 22: its "efficiency" was max(ideal, CPU / cores) / median, now
+        # efficiency_vs_bound; efficiency is ideal / median, as every table prints it now.
+        cores, cpu = info.get("efficiency_cores") or 1, info.get("cpu_seconds")
+        info["efficiency_vs_bound"] = info.get("efficiency")
+        info["cpu_bound_seconds"] = None if cpu is None else cpu / cores
+        info["efficiency"] = info["ideal_seconds"] / statistics.median(seconds)
     return info
 
 
@@ -112,7 +120,7 @@ def parse_run(document, path: Path) -> Run:
         seconds = (bench.get("stats") or {}).get("data") or info.get("round_seconds")
         if not seconds and info["valid"]:  # only an INVALID row may have no timed round
             raise ResultsError(f"{path}: row {bench.get('name')!r} has no round times")
-        rows.append(Row(bench.get("group") or "", list(seconds), migrate(info)))
+        rows.append(Row(bench.get("group") or "", list(seconds), migrate(info, seconds)))
     if not rows:
         raise ResultsError(f"{path}: no rows of this suite (no extra_info with 'strategy')")
     return Run(

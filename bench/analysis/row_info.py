@@ -10,15 +10,30 @@ from __future__ import annotations
 
 import os
 import statistics
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bench.clients import Client
-from bench.strategies import Strategy
 from bench.workload import NEW, Workload
+
+if TYPE_CHECKING:  # for the annotations only: the analysis sits below the registries (tests/test_layers.py)
+    from bench.clients import Client
+    from bench.strategies import Strategy
 
 # The server fell behind if its responses left later than this after their due time.
 SERVER_LATENESS_FLOOR_MS = 20.0
 SERVER_LATENESS_SHARE_OF_DELAY = 0.10
+# A late row is the model's cost when, in its latest round, the part of the server's wait for a
+# CPU that the worker accounts for is at least this share of the lateness (p99). The wait is
+# shared among whoever ran meanwhile in proportion to their CPU time: the worker's, and other
+# programs' (the machine's busy time less the worker's and the server's). A wait that short of
+# the lateness cannot have made it (docs/reference/statistics.md, "Whose lateness").
+MODEL_WAIT_SHARE_OF_LATENESS = 0.5
+# Past this share of the server's CPU in the rounds, what an empty window costs it (its wake-ups,
+# the /stats reads) is most of the figure: its CPU per request is then noted as not its code's.
+SERVER_IDLE_SHARE_NOTED = 0.5
+# A keep-alive round accepts one or two connections (the /stats read's, a reconnect): its whole
+# CPU over them says nothing of a connection's cost. Below this share of N, no per-connection figure.
+CONNECTIONS_SHARE_FOR_PER_CONNECTION = 0.5
 # Below this share of the in-flight it asked for, a strategy never really ran concurrently:
 # it spent so long preparing requests that the first answers came back before the last left.
 CPU_BOUND_IN_FLIGHT_SHARE = 0.75
@@ -40,16 +55,20 @@ def lateness_limit_ms(delay_ms: int) -> float:
     return max(SERVER_LATENESS_FLOOR_MS, SERVER_LATENESS_SHARE_OF_DELAY * delay_ms)
 
 
-def efficiency(
-    ideal_seconds: float, cpu_seconds: float, median_seconds: float, cores: int = 1
-) -> tuple[float, str]:
-    """How close the median round came to the best possible, and which bound binds.
+def efficiency(ideal_seconds: float, median_seconds: float) -> float:
+    """How close the median round came to the server's delay, ceil(N / C) * D: ideal / median,
+    whatever bound the client's own CPU set (issue 22, item 3: that is its own figure)."""
+    return ideal_seconds / median_seconds
 
-    The bound is the larger of the server's delay, ceil(N / C) * D, and the client's own CPU
-    time spread over the cores it can use: with requests (~1.5 ms a request) the CPU term wins
-    long before the network does.
-    """
-    cpu_bound = cpu_seconds / cores
+
+def cpu_bound_seconds(cpu_seconds: float, cores: int) -> float:
+    """The least time the client's CPU work could take: its CPU time spread over the cores it can
+    use. With requests (~1.5 ms a request) this passes the delay long before the network does."""
+    return cpu_seconds / cores
+
+
+def efficiency_vs_bound(ideal_seconds: float, cpu_bound: float, median_seconds: float) -> tuple[float, str]:
+    """The median round against the larger of the two bounds, and which one that is ("delay"|"cpu")."""
     return max(ideal_seconds, cpu_bound) / median_seconds, ("cpu" if cpu_bound > ideal_seconds else "delay")
 
 
@@ -88,9 +107,13 @@ def _ratio(value: float | None, divisor: float | None) -> float | None:
     return value / divisor if value is not None and divisor else None
 
 
-def server_cpu_per_request_us(rounds: list[dict], per: str = "server_requests") -> float | None:
+def server_cpu_per_request_us(
+    rounds: list[dict], per: str = "server_requests", net: bool = True
+) -> float | None:
     """The delay server's CPU time per request it answered (or per connection it accepted, with
-    ``per="server_connections_accepted"``), over these rounds (design rule 10).
+    ``per="server_connections_accepted"``), over these rounds (design rule 10); with ``net``,
+    less what an empty window as long as each round cost it (issue 22, item 5; a round recorded
+    without one subtracts nothing).
 
     Summed over the rounds, not a median of each, so a round that answered few requests weighs
     little. The server reads its CPU time from the scheduler's account (ns; servers/host_counters.py).
@@ -98,7 +121,30 @@ def server_cpu_per_request_us(rounds: list[dict], per: str = "server_requests") 
     measured = [r for r in rounds if r.get("server_cpu_seconds") is not None and r.get(per)]
     if not measured:
         return None
-    return sum(r["server_cpu_seconds"] for r in measured) / sum(r[per] for r in measured) * 1e6
+    cpu = sum(r["server_cpu_seconds"] for r in measured)
+    if net:
+        cpu -= sum(r.get("server_empty_window_cpu_seconds") or 0.0 for r in measured)
+    return max(0.0, cpu) / sum(r[per] for r in measured) * 1e6
+
+
+def server_idle_note(rounds: list[dict]) -> str | None:
+    """Said when the server's CPU in the rounds is mostly what an empty window costs it: at such
+    a rate its CPU per request is its wake-ups' and the /stats reads', not its code's."""
+    measured = [
+        r
+        for r in rounds
+        if r.get("server_cpu_seconds") and r.get("server_empty_window_cpu_seconds") is not None
+    ]
+    if not measured:
+        return None
+    cpu = sum(r["server_cpu_seconds"] for r in measured)
+    idle = sum(r["server_empty_window_cpu_seconds"] for r in measured)
+    if idle < SERVER_IDLE_SHARE_NOTED * cpu:
+        return None
+    return (
+        f"server CPU mostly idle cost: an empty window costs {idle * 1000:.1f} of its {cpu * 1000:.1f} ms, "
+        "too low a rate for its CPU per request to be its code's"
+    )
 
 
 def _by_process(rounds: list[dict], key) -> list[list[float]]:
@@ -130,13 +176,25 @@ def row_info(
     # Rounds that ran to the end; a round that failed (worker or server gone) measured nothing.
     complete = [r for r in rounds if not r.get("round_failed")]
     cpu_seconds = _median(complete, "cpu_seconds")
-    median_seconds = _median(complete, "round_trip_seconds")
+    # The median of the spans pytest-benchmark is handed (test_side_by_side.hand_over), so that
+    # efficiency is ideal / the median every table prints; the worker's own span where a round
+    # has no timed span (a round built by hand).
+    timed = [r.get("timed_seconds") for r in complete]
+    median_seconds = (
+        statistics.median(timed)
+        if complete and None not in timed
+        else _median(complete, "round_trip_seconds")
+    )
     client_in_flight = _worst(complete, "client_max_in_flight")
     above_idle = _worst(complete, "peak_rss_above_idle_bytes")
     ideal = workload.ideal_seconds(allowed)
     cores = efficiency_cores(strategy, allowed)
-    measured = complete and cores and cpu_seconds is not None
-    score, bound = efficiency(ideal, cpu_seconds, median_seconds, cores) if measured else (None, None)
+    cpu_bound = (
+        cpu_bound_seconds(cpu_seconds, cores) if complete and cores and cpu_seconds is not None else None
+    )
+    against_bound, bound = (
+        efficiency_vs_bound(ideal, cpu_bound, median_seconds) if cpu_bound is not None else (None, None)
+    )
     info = {
         "scenario": scenario,
         "strategy": strategy.name,
@@ -184,16 +242,28 @@ def row_info(
         "latency_p99_ms": _median(complete, "latency_p99_ms"),
         "server_lateness_p99_ms": _worst(complete, "server_lateness_p99_ms"),
         "server_max_in_flight": _worst(complete, "server_max_in_flight"),
+        # Less an empty window's cost (issue 22, item 5); gross: all of the server's CPU in the rounds.
         "server_cpu_per_request_us": server_cpu_per_request_us(complete),
-        # Issue 17: None for keep-alive rows, whose rounds open no connection.
-        "server_cpu_per_connection_us": server_cpu_per_request_us(
-            complete, per="server_connections_accepted"
+        "server_cpu_per_request_gross_us": server_cpu_per_request_us(complete, net=False),
+        "server_empty_window_cpu_seconds": _total(complete, "server_empty_window_cpu_seconds"),
+        "server_cpu_note": server_idle_note(complete),
+        # Issue 17 and 22: null unless the rounds accepted N/2 connections or more (a keep-alive
+        # round's one or two are no denominator).
+        "server_cpu_per_connection_us": (
+            server_cpu_per_request_us(complete, per="server_connections_accepted")
+            if (_worst(complete, "server_connections_accepted") or 0)
+            >= CONNECTIONS_SHARE_FOR_PER_CONNECTION * n
+            else None
         ),
         # The total behind it, so a reader sees how much CPU the per-request figure stands on.
         "server_cpu_seconds": _total(complete, "server_cpu_seconds"),
         "listen_overflows": sum(r.get("listen_overflows", 0) for r in complete),
         "ideal_seconds": ideal,
-        "efficiency": score,
+        "efficiency": efficiency(ideal, median_seconds) if median_seconds else None,
+        # The client's CPU time over the cores it can use, and the median against the larger of
+        # that and the ideal, with which one is larger: a CPU-bound row's own limit, named apart.
+        "cpu_bound_seconds": cpu_bound,
+        "efficiency_vs_bound": against_bound,
         "efficiency_bound": bound,
         "serialized": serialized_note(_worst(complete, "server_max_in_flight"), allowed),
         # More than 1: the figure depends on the machine's cores, and the gate does not hold it fixed.
@@ -217,16 +287,25 @@ def row_info(
             else None
         ),
     }
+    info |= lateness_owner(complete, workload)
     reasons = invalid_reasons(info, rounds, workload, warmup)
     if strategy.processes and complete:
         reasons += process_pool_reasons(info, allowed)
     held = instrument_reasons(info, workload)
+    model_late = []
+    if info["lateness_owner"] == "model":
+        held.remove(
+            late := late_reason(info, workload)
+        )  # the model took the server's CPU: not the instrument's
+        model_late.append(late)
     if refused_by_server_cap(rounds):
         held.append(reasons[0])  # the failed requests' reason: all of them were the server's 503
     info["valid"] = not reasons
     info["invalid_reason"] = "; ".join(reasons) or None
     # Invalid only because the server could not keep up: the instrument's limit, not the row's.
     info["instrument_limited"] = bool(held) and set(reasons) <= set(held)
+    # Invalid only because the server fell behind, some of it the model's doing (issue 22, item 2).
+    info["model_limited"] = bool(model_late) and set(reasons) <= set(held + model_late)
     return info
 
 
@@ -253,15 +332,72 @@ def refused_by_server_cap(rounds: list[dict]) -> bool:
     return errors > 0 and sum(r.get("errors_http_503", 0) for r in rounds) == errors
 
 
-def instrument_reasons(info: dict, workload: Workload) -> list[str]:
-    """The server fell behind, or its listen queue overflowed: the instrument, not the client, failed."""
-    reasons = []
+def lateness_owner(rounds: list[dict], workload: Workload) -> dict:
+    """Whose a late row's lateness is (issue 22, item 2), judged on its latest round.
+
+    The model's cost if the share of the server's wait for a CPU that the worker accounts for
+    (``MODEL_WAIT_SHARE_OF_LATENESS``) could have made a sizeable part of the lateness; else the
+    instrument's: its own limit at that burst if it hardly waited, the machine's other programs
+    if it waited behind them. None if the row is not late, or the wait is unknown (no schedstat).
+    """
+    waits = [
+        r["server_run_queue_wait_seconds"]
+        for r in rounds
+        if r.get("server_run_queue_wait_seconds") is not None
+    ]
+    figures = {
+        "server_run_queue_wait_seconds": max(waits) if waits else None,
+        "server_wait_worker_share": None,
+        "lateness_owner": None,
+        "lateness_attribution": None,
+    }
+    limit_ms = lateness_limit_ms(workload.delay_ms)
+    late = [r for r in rounds if (r.get("server_lateness_p99_ms") or 0) > limit_ms]
+    if not late:
+        return figures
+    latest = max(late, key=lambda r: r["server_lateness_p99_ms"])
+    wait, worker_cpu = latest.get("server_run_queue_wait_seconds"), latest.get("cpu_seconds")
+    if wait is None or worker_cpu is None:
+        figures["lateness_attribution"] = "whose, unknown: the server's run-queue wait was not measured"
+        return figures
+    # Without the machine's figure (a round recorded before issue 22), no other program is seen.
+    server_cpu = latest.get("server_cpu_seconds") or 0.0
+    others = max(0.0, (latest.get("machine_cpu_seconds") or 0.0) - worker_cpu - server_cpu)
+    share = worker_cpu / (worker_cpu + others) if worker_cpu + others > 0 else 0.0
+    sizeable = MODEL_WAIT_SHARE_OF_LATENESS * latest["server_lateness_p99_ms"] / 1000
+    said = (
+        f"the server waited {wait * 1000:.0f} ms for a CPU while the worker ran {worker_cpu:.2f} s "
+        f"({share:.0%} of the CPU time it and other programs used meanwhile)"
+    )
+    if wait * share >= sizeable:
+        owner, whose = "model", "the model's cost"
+    elif wait >= sizeable:
+        owner, whose = "instrument", "the machine's other programs held the CPU, not the model"
+    else:
+        owner, whose = "instrument", "the instrument's own limit at this burst"
+    return figures | {
+        "server_wait_worker_share": share,
+        "lateness_owner": owner,
+        "lateness_attribution": f"{said}: {whose}",
+    }
+
+
+def late_reason(info: dict, workload: Workload) -> str | None:
+    """The server fell behind: its lateness, and whose it was, with the figures."""
     lateness = info["server_lateness_p99_ms"]
-    if lateness is not None and lateness > lateness_limit_ms(workload.delay_ms):
-        reasons.append(
-            f"the server fell behind: its responses left {lateness:.0f} ms late (p99), "
-            f"over the {lateness_limit_ms(workload.delay_ms):.0f} ms allowed"
-        )
+    if lateness is None or lateness <= lateness_limit_ms(workload.delay_ms):
+        return None
+    reason = (
+        f"the server fell behind: its responses left {lateness:.0f} ms late (p99), "
+        f"over the {lateness_limit_ms(workload.delay_ms):.0f} ms allowed"
+    )
+    return f"{reason}; {info['lateness_attribution']}" if info.get("lateness_attribution") else reason
+
+
+def instrument_reasons(info: dict, workload: Workload) -> list[str]:
+    """The server fell behind, or its listen queue overflowed: the instrument, not the client, failed
+    (a lateness the model caused is named so by ``late_reason``, and ``row_info`` moves it out)."""
+    reasons = [late] if (late := late_reason(info, workload)) else []
     if info["listen_overflows"]:
         reasons.append(f"the kernel dropped {info['listen_overflows']} connections on a full listen queue")
     return reasons

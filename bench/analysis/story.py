@@ -1,4 +1,4 @@
-"""The closing summary of the default run (``story``): at most eight lines, all from this run.
+"""The closing summary of the default run (``story``): at most ten lines, all from this run.
 
 Every number and every "wins / the same / not resolved / loses" below is computed from the run's
 own rows and their intervals over worker processes, read against each figure's equivalence
@@ -27,11 +27,11 @@ from bench.analysis.verdicts import (
     speedup,
     within,
 )
-from bench.scenarios import LADDER_MODELS
+from bench.names import LADDER_MODELS, UNIT
 
-MAX_LINES = 8
-# What a model holds for each waiting request, as the summary names it.
-UNIT = {"threads": "a thread", "gevent-joinall": "a greenlet", "asyncio-gather": "an asyncio task"}
+# Eight lines of findings, and two that name what they leave out (issue 22: the story hides
+# nothing): the rows that ran but are not in the figures, and the rows that never ran.
+MAX_LINES = 10
 # Cheaper model second: the comparisons the ladder's figures answer.
 LADDER_PAIRS = [("threads", "gevent-joinall"), ("gevent-joinall", "asyncio-gather")]
 
@@ -105,20 +105,51 @@ class Comparisons:
         return self.results[(a.label, b.label, figure.key, a.group)]
 
 
-def story_lines(rows: list[Row], beyond: list[int] | None = None) -> list[str]:
-    """The closing summary; empty when the run holds neither the seed's comparison nor the ladder."""
+def held(row: Row) -> bool:
+    """The row reached every request in flight its model allows (client_max_in_flight vs
+    max_in_flight_allowed): only then are its costs the rung's (issue 22, item 4)."""
+    reached, asked = row.info.get("client_max_in_flight"), row.info.get("max_in_flight_allowed")
+    return reached is None or asked is None or reached >= asked
+
+
+def reached(row: Row) -> str:
+    """'threads reached 4,369 of 10,000 in flight'."""
+    info = row.info
+    return f"{row.strategy} reached {info['client_max_in_flight']:,} of {info['max_in_flight_allowed']:,} in flight"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A row skipped before it ran (nothing saved): its workload, its label, and why."""
+
+    scenario: str
+    requests: int
+    label: str
+    reason: str
+
+
+def story_lines(
+    rows: list[Row], beyond: list[int] | None = None, skipped: list[Skipped] | None = None
+) -> list[str]:
+    """The closing summary; empty when the run holds neither the seed's comparison nor the ladder.
+
+    ``skipped``: the rows of the seed and the ladder skipped before running (known to the live
+    run only), named with their reasons, as every INVALID row is with its reason and owner."""
+    skipped = [s for s in skipped or [] if s.scenario in ("seed", "ladder")]
     seed = [r for r in rows if r.info.get("scenario") == "seed" and r.valid]
+    ran = [r for r in rows if r.info.get("scenario") == "ladder" and r.valid]
+    # Costs and comparisons at a rung come only from the rows that held it.
     rungs: dict[int, dict[str, Row]] = {}
-    for row in rows:
-        if row.info.get("scenario") == "ladder" and row.valid:
+    for row in ran:
+        if held(row):
             rungs.setdefault(row.info["requests"], {})[row.strategy] = row
-    if not seed and not rungs:
+    if not skipped and not any(r.info.get("scenario") in ("seed", "ladder") for r in rows):
         return []
     against_sequential = [(ref, r) for r in seed if (ref := reference_for(r, seed)) and ref is not r]
     seed_pairs = head_to_heads(seed)
-    # The highest rung with the most models (a model the instrument could not hold at a rung is
-    # missing there) shows the costs; comparisons need both models and rounds enough to rank.
-    top = max(rungs, key=lambda n: (len(rungs[n]), n)) if rungs else None
+    # The costs: the highest rung where two models held (or one, if no rung has two), so a
+    # greenlet is set beside a thread or a task; comparisons need both models and rounds enough.
+    top = max(rungs, key=lambda n: (min(len(rungs[n]), 2), n)) if rungs else None
     ranked = [
         n for n in rungs if all(len(r.round_seconds) >= MIN_ROUNDS_FOR_INTERVAL for r in rungs[n].values())
     ]
@@ -139,11 +170,49 @@ def story_lines(rows: list[Row], beyond: list[int] | None = None) -> list[str]:
     if seed:
         lines += _seed_lines(seed, against_sequential, seed_pairs, compare)
     if top:
-        lines += _ladder_lines(rungs, top, compared, ladder_pairs, compare, beyond or [])
+        partial = [r for r in ran if r.info["requests"] == top and not held(r)]
+        lines += _ladder_lines(rungs, top, compared, ladder_pairs, compare, beyond or [], partial, ran)
+    shown_partial = {id(r) for r in ran if r.info["requests"] == top and not held(r)}
+    lines += _unshown_lines(
+        [r for r in ran if not held(r) and id(r) not in shown_partial],
+        [r for r in rows if r.info.get("scenario") in ("seed", "ladder") and not r.valid],
+        skipped,
+    )
     claim = _claim(seed_pairs, ladder_pairs, compared, compare)
     if claim:
         lines.append(claim)
     return lines[:MAX_LINES]
+
+
+def _unshown_lines(partial: list[Row], invalid: list[Row], skipped: list[Skipped]) -> list[str]:
+    """What the lines above leave out, each with why: rows that held fewer than asked (at a rung
+    other than the one whose costs are shown), INVALID rows (reason and whose lateness), rows
+    skipped before running. At most two lines: what ran, and what did not."""
+    lines = []
+    ran = [f"at {r.info['requests']:,}, {reached(r)}, so its costs are not that rung's" for r in partial]
+    ran += [f"{_where(r)} {r.label} INVALID: {r.info.get('invalid_reason')}" for r in invalid]
+    if ran:
+        lines.append("not in the figures above: " + "; ".join(ran))
+    by_reason: dict[tuple[str, int, str], list[str]] = {}
+    for s in skipped:
+        by_reason.setdefault((s.scenario, s.requests, s.reason), []).append(s.label)
+    if by_reason:
+        lines.append(
+            "skipped before running (nothing ran): "
+            + "; ".join(
+                f"{_where_of(scenario, requests)} {', '.join(labels)}: {reason}"
+                for (scenario, requests, reason), labels in by_reason.items()
+            )
+        )
+    return lines
+
+
+def _where(row: Row) -> str:
+    return _where_of(row.info["scenario"], row.info["requests"])
+
+
+def _where_of(scenario: str, requests: int) -> str:
+    return f"ladder at {requests:,}:" if scenario == "ladder" else f"{scenario}:"
 
 
 def _seed_lines(seed: list[Row], against_sequential, pairs, compare: Comparisons) -> list[str]:
@@ -167,25 +236,26 @@ def _seed_lines(seed: list[Row], against_sequential, pairs, compare: Comparisons
 
 
 def _ladder_lines(
-    rungs, top: int, compared: int, pairs, compare: Comparisons, beyond: list[int]
+    rungs, top: int, compared: int, pairs, compare: Comparisons, beyond: list[int], partial, ran
 ) -> list[str]:
-    """Costs at ``top``, comparisons at ``compared``; ``beyond``: rungs the instrument did not
-    hold in this run (known to the live run only)."""
+    """Costs at ``top`` from the rows that held it, and what the others there reached;
+    comparisons at ``compared``; ``beyond``: rungs the instrument did not hold in this run (known
+    to the live run only)."""
     at_top = [rungs[top][m] for m in LADDER_MODELS if m in rungs[top]]
     stops = [n for n in beyond if n > top]
     rounds = min(len(r.round_seconds) for r in at_top)
     where = f"{top:,} in flight ({at_top[0].client} client, x {at_top[0].info['delay_ms']} ms"
     where += f", {rounds} round{'s' if rounds > 1 else ''} each)"
     if stops:
-        where += f"; {min(stops):,} was beyond the instrument here (see the skips)"
-    lines = [
-        f"ladder, {where}: one waiting request costs "
-        + ", ".join(
-            f"{UNIT.get(r.strategy, r.strategy)} {format_bytes(r.info['peak_rss_per_inflight_bytes'])} "
-            f"and {r.info['cpu_per_request_ms']:.2f} ms CPU"
-            for r in at_top
-        )
-    ]
+        where += f"; {min(stops):,} was beyond the instrument here (named below)"
+    line = f"ladder, {where}: one waiting request costs " + ", ".join(
+        f"{UNIT.get(r.strategy, r.strategy)} {format_bytes(r.info['peak_rss_per_inflight_bytes'])} "
+        f"and {r.info['cpu_per_request_ms']:.2f} ms CPU"
+        for r in at_top
+    )
+    if partial:
+        line += "; " + ", ".join(reached(r) for r in partial) + ", so its costs are not this rung's"
+    lines = [line]
     at_compared = [rungs[compared][m] for m in LADDER_MODELS if m in rungs[compared]]
     if pairs:
         lines.append(
@@ -204,17 +274,26 @@ def _ladder_lines(
                 f"{b.strategy} vs {a.strategy}: {verdict(compare(a, b, TIME), TIME)}" for a, b in pairs
             )
         )
-    if len(rungs) > 1:
-        bottom, top = min(rungs), max(rungs)
+    # Efficiency from every valid row, a partial one with what it reached: where threads fall short.
+    by_rung: dict[int, dict[str, Row]] = {}
+    for row in ran:
+        by_rung.setdefault(row.info["requests"], {})[row.strategy] = row
+    if len(by_rung) > 1:
+        bottom, highest = min(by_rung), max(by_rung)
         lines.append(
-            f"from {bottom:,} to {top:,} in flight, efficiency (ideal / median): "
+            f"from {bottom:,} to {highest:,} in flight, efficiency (ideal / median): "
             + ", ".join(
-                f"{m} {_efficiency(rungs[bottom][m])} -> {_efficiency(rungs[top][m])}"
+                f"{m} {_efficiency(by_rung[bottom][m])} -> {_efficiency(by_rung[highest][m])}"
+                + ("" if held(by_rung[highest][m]) else f" ({_reached_only(by_rung[highest][m])})")
                 for m in LADDER_MODELS
-                if m in rungs[bottom] and m in rungs[top]
+                if m in by_rung[bottom] and m in by_rung[highest]
             )
         )
     return lines
+
+
+def _reached_only(row: Row) -> str:
+    return f"{row.info['client_max_in_flight']:,} of {row.info['max_in_flight_allowed']:,} in flight"
 
 
 def _efficiency(row: Row) -> str:

@@ -13,8 +13,7 @@ from typing import NamedTuple
 
 from bench.analysis import connection_costs
 from bench.analysis.verdicts import Margins, speedup, within
-from bench.harness.memory import PSS_METHOD_PREFIX
-from bench.strategies import TWIN_SUFFIX
+from bench.names import PSS_METHOD_PREFIX, TWIN_SUFFIX, row_label
 
 REFERENCE = "sequential"
 # Models compared head to head, beside their comparison with sequential: at the same client
@@ -36,12 +35,6 @@ PEERS = [
 ]
 # The floor of client cost (bench/clients/raw.py): a model's own cost is its cost with this client.
 FLOOR_CLIENT = "raw"
-
-
-def row_label(strategy: str, client) -> str:
-    """``strategy[client]``; the CPU-bound control has no client and is named by its strategy."""
-    name = getattr(client, "name", client)
-    return f"{strategy}[{name}]" if name else strategy
 
 
 @dataclass(frozen=True)
@@ -125,6 +118,8 @@ def notes(info: dict) -> str:
         marks.append("patched")
     if (info.get("memory_method") or "").startswith(PSS_METHOD_PREFIX):  # older runs sampled it mid-round
         marks.append(f"memory: summed PSS of {info['processes_peak']} processes")
+    if info.get("server_cpu_note"):
+        marks.append(info["server_cpu_note"])
     return ", ".join(marks)
 
 
@@ -386,12 +381,15 @@ def _signed_bytes(count: float) -> str:
 
 
 def efficiency_text(info: dict) -> str:
+    """``efficiency`` is ideal / median (issue 22, item 3); where the client's CPU bound is the
+    larger limit, the median against that bound follows, named as such."""
     if info["efficiency"] is None:
         return "efficiency unknown"
     text = f"efficiency {info['efficiency']:.2f}"
     cores = info.get("efficiency_cores") or 1
-    if info["efficiency_bound"] == "cpu":
-        text += " (bound by client CPU" + (f" on {cores} cores" if cores > 1 else "") + ", not by the delay)"
+    if info.get("efficiency_bound") == "cpu":
+        on = f"{info['cpu_bound_seconds']:.3f} s, its CPU on {cores} core{'s' if cores > 1 else ''}"
+        text += f" (bound by client CPU: {info['efficiency_vs_bound']:.2f} of its CPU bound, {on})"
     elif cores > 1:
         text += f" (its CPU spread over {cores} cores)"
     return text

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from bench.targets import DELAY, POSTGRES
+from bench.names import DELAY, POSTGRES
 from bench.workload import NEW, REUSE
 
 BLOCKING = "blocking"

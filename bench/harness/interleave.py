@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.analysis.summary import row_label
 from bench.clients import Client
 from bench.harness.rounds import RoundRecorder, failed_round
 from bench.harness.worker_process import WorkerError, WorkerProcess
+from bench.names import row_label
 from bench.strategies import Strategy
 from bench.workload import Workload
 from servers.process import DelayServer

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.names import PSS_METHOD_PREFIX
+
 # How a row's memory was measured (its extra_info's memory_method).
 VMHWM = "VmHWM: the worker's resident high-water mark"
-PSS_METHOD_PREFIX = "summed PSS of the worker and its processes"
 # Read once after each round, not sampled during it (issue 19, item 4): runs saved before say
 # "sampled every 20 ms or more".
 SUMMED_PSS = f"{PSS_METHOD_PREFIX}, read after each round, outside its timer"

@@ -8,11 +8,13 @@ if the server answers late (``row_info.lateness_limit_ms``), overflows its liste
 fails a request, the burst is halved and tried again, a few times at most. The largest burst
 held is the measured capacity, printed before the workload and recorded in its rows.
 
-The capacity never skips a row by itself: a row runs, and only if it then comes out invalid
-*because the server fell behind* while it had more requests in flight than the capacity is
-it reported as skipped, with the capacity, instead of INVALID (design rule 9). A row that
-stays valid is kept, whatever the capacity said; a row that fails for any other reason is
-INVALID as before.
+The capacity never skips a row: a row runs and is saved, whatever it measured (issue 22: a
+row that ran is never dropped). If it comes out invalid only because the instrument fell
+behind (the server's own limit, not the model's cost) while it had more requests in flight
+than the capacity, ``beyond_reason`` says so, with the capacity: the row is saved INVALID
+with that reason and marked an expected failure, the limit the preflight had found first
+(design rule 9). A row that stays valid is kept, whatever the capacity said; a row that fails
+for any other reason, the model's lateness included, is INVALID and fails as before.
 """
 
 from __future__ import annotations
@@ -53,14 +55,15 @@ class Capacity:
         )
         return f"the delay server {verdict} at {self.delay_ms} ms (raw bursts: {tried})"
 
-    def skip_reason(self, info: dict) -> str | None:
-        """Why a row that came out invalid is the instrument's limit, not the row's; None if it is not."""
+    def beyond_reason(self, info: dict) -> str | None:
+        """Why a row that came out invalid is the instrument's limit the preflight measured, not
+        the row's; None if it is not."""
         # A round that failed outright measured nothing: its row asked for this many.
         in_flight = info.get("client_max_in_flight") or info.get("max_in_flight_allowed") or 0
         if info.get("instrument_limited") and in_flight > self.held:
             return (
-                f"the instrument cannot hold it: {in_flight} in flight, beyond what the preflight "
-                f"measured ({self.describe()}); the row said: {info['invalid_reason']}. See {CAPACITY_DOCS}"
+                f"beyond the instrument: {in_flight} in flight, more than the preflight measured "
+                f"({self.describe()}). See {CAPACITY_DOCS}"
             )
         return None
 

@@ -21,6 +21,13 @@ from bench.harness.worker_process import WorkerError, WorkerProcess
 from bench.workload import KEEPALIVE_IDLE_S
 from servers.process import DelayServer
 
+# The empty windows before each round (issue 22, item 5): one read back to back (what a window's
+# reset and read cost the server), one idle span as long as the last round, up to this (what it
+# costs per second with no request, its wake-ups). A round's empty cost is the first plus the
+# rate times the round's length; the cap keeps a 7 s round from costing 7 s more. Before the
+# round, not after, so the server's counters still hold the round's own when the round is over.
+EMPTY_WINDOW_MAX_S = 0.25
+
 
 class RoundRecorder:
     def __init__(self, worker: WorkerProcess, server: DelayServer | None, process: int = 0) -> None:
@@ -106,10 +113,12 @@ class RoundRecorder:
         try:
             if self.server:
                 self._check_server()
+                empty = self._empty_windows()
                 window = self.server.reset_stats()
             # Only a server has a listen queue: the CPU-bound control, which has none, would
             # count other programs' overflows (the counter covers the whole network namespace).
             overflows_before = kernel.listen_overflows() if self.server else 0
+            machine_before = kernel.busy_cpu_seconds()
         except (OSError, urllib.error.URLError) as exc:
             # A 503 here is the server's connection cap refusing the referee's own request.
             refused = isinstance(exc, urllib.error.HTTPError) and exc.code == HTTPStatus.SERVICE_UNAVAILABLE
@@ -125,8 +134,12 @@ class RoundRecorder:
             return
         # pytest-benchmark gets this span: the same as the worker's round_trip_seconds, give or take µs.
         seconds = time.perf_counter() - started
+        machine_cpu = kernel.busy_cpu_seconds() - machine_before
         try:
             record = measured | self.worker.details() | {"timed_seconds": seconds, "process": self.process}
+            # Every process's CPU time in the round: what the worker and the server did not use was
+            # other programs' (issue 22, item 2: whose the server's wait for a CPU was).
+            record["machine_cpu_seconds"] = machine_cpu
             record["listen_overflows"] = kernel.listen_overflows() - overflows_before if self.server else 0
             if self.server:
                 self._check_server()
@@ -140,6 +153,12 @@ class RoundRecorder:
                 # (user + sys of all its processes) since the reset just before the round.
                 if "cpu_seconds" in stats:
                     record["server_cpu_seconds"] = stats["cpu_seconds"] - window.get("cpu_seconds", 0.0)
+                # Issue 22, item 2: how long the server's threads waited for a CPU in the round,
+                # beside the worker's own CPU time (``cpu_seconds``): whose lateness a late row is.
+                wait = stats.get("run_queue_wait_seconds")
+                record["server_run_queue_wait_seconds"] = (
+                    None if wait is None else wait - (window.get("run_queue_wait_seconds") or 0.0)
+                )
                 # The server's own count, from its network namespace: the one that holds its
                 # listen queue, wherever it runs (design rule 9).
                 record["listen_overflows"] = stats.get("listen_overflows", record["listen_overflows"])
@@ -147,10 +166,32 @@ class RoundRecorder:
                 # after the reset); none from a server too old to count them.
                 accepted = stats.get("connections_accepted")
                 record["server_connections_accepted"] = None if accepted is None else accepted - 1
+                if empty is not None:
+                    reads, per_second = empty
+                    record["server_empty_window_cpu_seconds"] = reads + per_second * seconds
         except (WorkerError, OSError, urllib.error.URLError) as exc:
             self._fail(f"could not finish the round's bookkeeping: {exc}", seconds=seconds)
             return
         self.rounds.append(record)
+
+    def _empty_windows(self) -> tuple[float, float] | None:
+        """What the server's CPU costs with no request, outside the timer: (a window's reset and
+        read, back to back, in seconds; its idle cost per second, from a span like a round's less
+        that). At a low rate this is most of the server's CPU, not its code's per request. None
+        for a referee that reports no CPU time (PostgreSQL's)."""
+        last = [r["timed_seconds"] for r in self.rounds if r.get("timed_seconds")]
+        span = min(last[-1], EMPTY_WINDOW_MAX_S) if last else EMPTY_WINDOW_MAX_S
+        costs = []
+        for idle_s in (0.0, span):
+            window = self.server.reset_stats()
+            if not window or "cpu_seconds" not in window:
+                return None
+            started = time.perf_counter()
+            time.sleep(idle_s)
+            stats = self.server.stats()
+            costs.append((stats["cpu_seconds"] - window["cpu_seconds"], time.perf_counter() - started))
+        (reads, _), (spanned, seconds) = costs
+        return reads, max(0.0, spanned - reads) / seconds
 
     def _check_server(self) -> None:
         status = self.server.exit_status()

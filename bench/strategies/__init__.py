@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bench.clients import ASYNCIO, BLOCKING, TRIO
+from bench.names import TWIN_SUFFIX
 
 
 def default_executor_workers() -> int:
@@ -110,7 +111,6 @@ STRATEGIES: dict[str, Strategy] = {
 # second time as NAME-twin, the same module in a worker of its own. Identical work must never
 # come out significantly different; the twins are compared head to head in every workload.
 AA_TWIN_VARIABLE = "COROUTINE_BENCH_AA_TWIN"
-TWIN_SUFFIX = "-twin"
 if twin_of := os.environ.get(AA_TWIN_VARIABLE):
     if twin_of not in STRATEGIES:
         raise SystemExit(f"{AA_TWIN_VARIABLE}={twin_of!r}: no such strategy; known: {', '.join(STRATEGIES)}")

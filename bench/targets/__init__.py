@@ -6,7 +6,7 @@ through the client (design rule 11); the round recorder reads it around every ro
 through the same three calls: ``exit_status()``, ``reset_stats()`` and ``stats()``.
 """
 
-DELAY = "delay"
-POSTGRES = "postgres"
-# How a message names each one.
-TARGET_NAMES = {DELAY: "the delay server", POSTGRES: "PostgreSQL"}
+# The names live at the ground floor, where the clients that declare their target can read them.
+from bench.names import DELAY, POSTGRES, TARGET_NAMES
+
+__all__ = ["DELAY", "POSTGRES", "TARGET_NAMES"]
