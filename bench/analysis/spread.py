@@ -27,7 +27,7 @@ from bench.analysis.results import ResultsError, load_run
 from bench.analysis.story import CPU, MEMORY, TIME, Figure
 from bench.analysis.summary import Row, head_to_heads
 from bench.analysis.verdicts import speedup
-from bench.strategies import TWIN_SUFFIX
+from bench.names import TWIN_SUFFIX
 
 FIGURES = (TIME, MEMORY, CPU)
 

@@ -35,8 +35,8 @@ from bench.harness import loops, memory, process_tree
 from bench.harness.cpu_task import cpu_task
 from bench.harness.resolver import ResolverCalls
 from bench.harness.timeline import round_details
+from bench.names import DELAY
 from bench.strategies import STRATEGIES, Strategy
-from bench.targets import DELAY
 from bench.workload import Workload, describe_error
 from servers.lifetime import PARENT_PID_VARIABLE, die_with_parent
 
