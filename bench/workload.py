@@ -31,7 +31,7 @@ LOOPBACK_NAME = "localhost"
 # they are answered at once; this long is only ever waited by a model that never gets K in
 # flight: enough to start 10,000 threads and connect them on a loaded 2-core machine. Never
 # more than half the request timeout, so no client gives up on it first.
-GATHER_WAIT_MS = 10_000
+GATHER_WAIT_MS = 15_000
 # The delay server the suite starts closes a connection idle this long (its own default, 30 s,
 # is a cap on stalled clients): a warm-up of 10,000 threads on a loaded 2-core machine has taken
 # 72 s here, and connections opened at its start must still be open when the round reuses them.

@@ -273,9 +273,22 @@ class Gathering:
         if self.stats.in_flight_total() >= self.fewest:
             self.stats.release()
         generation = self.stats.release_generation
-        for arrived_in in [g for g in self.waiting if g != generation]:
-            for entry in self.waiting.pop(arrived_in):
-                self._answer(entry)
+        released = [
+            entry for g in [g for g in self.waiting if g != generation] for entry in self.waiting.pop(g)
+        ]
+        if released:
+            # Answered at the pace they came, not all at once: 10,000 threads woken by 10,000
+            # answers at one instant spent 72 s fighting over the GIL here (each waiter's timed
+            # wait wakes every 5 ms), where answers spread as the requests came took no longer
+            # than the requests took to send. What the barrier is for is only that every
+            # connection was open at once.
+            first = min(entry[2] for entry in released)
+            loop = asyncio.get_running_loop()
+            for entry in released:
+                if entry[2] > first:
+                    loop.call_later(entry[2] - first, self._answer, entry)
+                else:
+                    self._answer(entry)
         now = time.monotonic()
         while self.deadlines and self.deadlines[0][0] <= now:
             self._answer(heapq.heappop(self.deadlines)[2])
