@@ -140,7 +140,6 @@ _CACHED_BODY_BYTES = 64 * 1024
 _FAILED = {
     keep_alive: text_response(500, "failed on purpose (fail=P)", keep_alive) for keep_alive in (True, False)
 }
-_METHOD_NOT_ALLOWED = text_response(405, "use POST /stats/reset", keep_alive=False)
 
 
 class _Responses(dict):
@@ -251,9 +250,6 @@ class _Refused(Exception):
     """A request over one of the size limits; the message is the one-line reason."""
 
 
-_TOO_MANY = text_response(503, "too many connections; raise --max-connections", keep_alive=False)
-
-
 class DelayProtocol(asyncio.Protocol):
     """One connection: httptools calls ``on_url``, ``on_header`` and ``on_message_complete``
     as bytes arrive; one request is answered at a time, later pipelined ones wait in a queue
@@ -274,6 +270,12 @@ class DelayProtocol(asyncio.Protocol):
         self.busy = False  # a request is being answered (waiting, stalling)
         self.in_flight = False  # ...and counted in the server's in_flight
         self.keep_alive = True
+        # False once what arrives is no longer parsed: after a refusal, or after a head that asked
+        # to switch protocols (what follows it is not HTTP/1.1).
+        self.parsing = True
+        # The client half-closed (shutdown(SHUT_WR)): the answers still due are written, then it closes.
+        self.peer_done = False
+        self.stalling = False  # a stall=1 answer is half sent and will never finish
         self.timer: asyncio.TimerHandle | None = None  # the current request's wait, or stall
         self.idle_timer: asyncio.TimerHandle | None = None
         self.idle_since = self.loop.time()
@@ -284,10 +286,7 @@ class DelayProtocol(asyncio.Protocol):
         self.transport = transport
         self.app.connections.add(self)
         if self.stats.connection_opened() > self.app.max_connections:
-            self.stats.count(REJECTED)
-            self.busy = True  # nothing more is read or answered on it
-            transport.write(_TOO_MANY)
-            transport.close()
+            self._refuse(503, "too many connections; raise --max-connections")
             return
         # Our own socket object on the transport's descriptor, detached (never closed) when
         # the connection is lost: uvloop's get_extra_info("socket") builds a new socket object
@@ -325,7 +324,21 @@ class DelayProtocol(asyncio.Protocol):
         else:
             self.transport.close()
 
+    def eof_received(self) -> bool:
+        """A client may half-close once it has sent its request (RFC 9112 9.6 lets it): its
+        answers are still due, so the transport stays open until they are written (``_send``
+        closes it then). Returning False lets the transport close at once.
+
+        A FIN cannot say whether the client closed only its sending side or its whole socket:
+        if it left, the answer written when due meets its kernel's RST, which ends the
+        connection (and frees its place in flight) then. A stall is never finished, so a FIN
+        ends it now, as a hang-up always did."""
+        self.peer_done = True
+        return (self.busy or bool(self.queue)) and not self.stalling
+
     def data_received(self, data: bytes) -> None:
+        if not self.parsing:
+            return
         if self.arrival is None and not self.busy:
             self.arrival = time.monotonic() - _unread_for_s(self.socket)
         self.unparsed_bytes += len(data)
@@ -334,19 +347,29 @@ class DelayProtocol(asyncio.Protocol):
             if self.unparsed_bytes > MAX_REQUEST_BYTES:
                 raise _Refused(f"request over {MAX_REQUEST_BYTES} bytes")
         except (httptools.HttpParserError, _Refused) as exc:
-            self._refuse_malformed(exc)
+            cause = exc.__context__ if isinstance(exc.__context__, _Refused) else exc
+            self._refuse(
+                400, "malformed request: " + (" ".join(str(cause).split())[:200] or type(cause).__name__)
+            )
+        except httptools.HttpParserUpgrade:
+            # The head asked to switch protocols (Upgrade, or CONNECT), and llhttp stops there:
+            # the request itself is answered as plain HTTP that closes the connection
+            # (``on_message_complete``; RFC 9110 7.8 lets a server ignore Upgrade), and what
+            # follows the head, in the other protocol, is not parsed.
+            self.parsing = False
 
-    def _refuse_malformed(self, exc: Exception) -> None:
-        """Counted, never logged: a flood of garbage must not become per-request logging."""
+    def _refuse(self, status: int, reason: str, keep_alive: bool = False) -> None:
+        """Every refusal (a malformed or oversized request, a bad target, a wrong method, one
+        connection too many) is answered and counted here, never logged: a flood of garbage
+        must not become per-request logging."""
         self.stats.count(REJECTED)
-        if self.busy:  # an answer is due first; a 400 now would arrive out of order
+        if not keep_alive:
+            self.parsing = False
+        if self.busy:  # an answer is due first; a refusal now would overtake it
             self.transport.abort()
             return
-        cause = exc.__context__ if isinstance(exc.__context__, _Refused) else exc
-        reason = " ".join(str(cause).split())[:200] or type(cause).__name__
-        self.busy = True
-        self.transport.write(text_response(400, f"malformed request: {reason}", keep_alive=False))
-        self.transport.close()
+        self.keep_alive = keep_alive
+        self._send(text_response(status, reason, keep_alive))
 
     # -- httptools' callbacks -----------------------------------------------------------------
 
@@ -367,7 +390,8 @@ class DelayProtocol(asyncio.Protocol):
             raise _Refused(f"header {name[:40].decode('latin-1')!r} over {MAX_LINE_BYTES} bytes")
 
     def on_message_complete(self) -> None:
-        request = (self.url, self.parser.get_method(), self.parser.should_keep_alive())
+        parser = self.parser
+        request = (self.url, parser.get_method(), parser.should_keep_alive() and not parser.should_upgrade())
         self.url, self.headers, self.unparsed_bytes = b"", 0, 0
         if self.busy or self.queue:
             # Pipelined behind an answer still due: its arrival is stamped when its turn comes,
@@ -383,7 +407,9 @@ class DelayProtocol(asyncio.Protocol):
     def _start(self, request: tuple[bytes, bytes, bool], arrival: float) -> None:
         url, method, self.keep_alive = request
         kind, target = self.app.routes[url]
-        if kind == DELAY:
+        if method == b"CONNECT":  # whatever its target: a tunnel is not this server's work
+            self._refuse(400, "CONNECT is not supported: this server is no proxy")
+        elif kind == DELAY:
             self.busy = self.in_flight = True
             self.stats.enter()
             if target.delay_s:
@@ -391,13 +417,11 @@ class DelayProtocol(asyncio.Protocol):
             else:
                 self._delay_over(target, arrival)
         elif kind == REFUSE:
-            self.stats.count(REJECTED)
-            self._send(text_response(*target, keep_alive=self.keep_alive))
+            self._refuse(*target, keep_alive=self.keep_alive)
         elif kind == SHOW_STATS:
             self._send(self._json(self._stats_body()))
         elif method != b"POST":
-            self.keep_alive = False
-            self._send(_METHOD_NOT_ALLOWED)
+            self._refuse(405, "use POST /stats/reset")
         else:
             self.stats.reset()
             self._send(self._json(self.stats.as_dict()))
@@ -429,6 +453,7 @@ class DelayProtocol(asyncio.Protocol):
     def _stall(self, body_bytes: int) -> None:
         """Send the head and promise a body that never comes (stall=1), until the client hangs
         up (connection_lost takes it out of in_flight) or STALL_CAP_S pass."""
+        self.stalling = True
         self.transport.write(response_head(200, _OCTETS, max(1, body_bytes)))
         self.timer = self.loop.call_later(STALL_CAP_S, self.transport.abort)
 
@@ -442,6 +467,9 @@ class DelayProtocol(asyncio.Protocol):
             return
         if self.queue:
             self.loop.call_soon(self._next_in_queue)  # not recursively: a queue can be long
+            return
+        if self.peer_done:  # half-closed: nothing more can come
+            transport.close()
             return
         self.idle_since = self.loop.time()
         if self.idle_timer is None:
