@@ -119,20 +119,27 @@ _JSON = b"application/json"
 _OCTETS = b"application/octet-stream"
 
 
+# The methods this server answers (GET /delay, GET /stats, POST /stats/reset); a 405 names them
+# in Allow, as RFC 9110 15.5.6 asks.
+ALLOWED_METHODS = (b"GET", b"POST")
+_ALLOW = b"Allow: " + b", ".join(ALLOWED_METHODS) + b"\r\n"
+
+
 def response_head(status: int, content_type: bytes, length: int, keep_alive: bool = True) -> bytes:
-    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s" % (
         status,
         _REASONS[status],
         content_type,
         length,
+        _ALLOW if status == 405 else b"",
     )
     return head + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
 
 
-def text_response(status: int, reason: str, keep_alive: bool = True) -> bytes:
-    """A one-line plain-text answer."""
+def text_response(status: int, reason: str, keep_alive: bool = True, head_only: bool = False) -> bytes:
+    """A one-line plain-text answer (its head alone for a HEAD request: RFC 9110 9.3.2)."""
     body = (reason + "\n").encode()
-    return response_head(status, _TEXT, len(body), keep_alive) + body
+    return response_head(status, _TEXT, len(body), keep_alive) + (b"" if head_only else body)
 
 
 # Whole responses up to this size are kept, one per (size, keep-alive); larger ones are built.
@@ -273,8 +280,9 @@ class DelayProtocol(asyncio.Protocol):
         # False once what arrives is no longer parsed: after a refusal, or after a head that asked
         # to switch protocols (what follows it is not HTTP/1.1).
         self.parsing = True
-        # The client half-closed (shutdown(SHUT_WR)): the answers still due are written, then it closes.
-        self.peer_done = False
+        # Written once every answer due is out, then the connection closes: b"" once the client
+        # half-closed (shutdown(SHUT_WR)), a refusal for bytes that arrived while answers were due.
+        self.last_words: bytes | None = None
         self.stalling = False  # a stall=1 answer is half sent and will never finish
         self.timer: asyncio.TimerHandle | None = None  # the current request's wait, or stall
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -333,7 +341,8 @@ class DelayProtocol(asyncio.Protocol):
         if it left, the answer written when due meets its kernel's RST, which ends the
         connection (and frees its place in flight) then. A stall is never finished, so a FIN
         ends it now, as a hang-up always did."""
-        self.peer_done = True
+        if self.last_words is None:
+            self.last_words = b""
         return (self.busy or bool(self.queue)) and not self.stalling
 
     def data_received(self, data: bytes) -> None:
@@ -358,18 +367,20 @@ class DelayProtocol(asyncio.Protocol):
             # follows the head, in the other protocol, is not parsed.
             self.parsing = False
 
-    def _refuse(self, status: int, reason: str, keep_alive: bool = False) -> None:
+    def _refuse(self, status: int, reason: str, keep_alive: bool = False, head_only: bool = False) -> None:
         """Every refusal (a malformed or oversized request, a bad target, a wrong method, one
         connection too many) is answered and counted here, never logged: a flood of garbage
         must not become per-request logging."""
         self.stats.count(REJECTED)
+        response = text_response(status, reason, keep_alive, head_only)
         if not keep_alive:
             self.parsing = False
-        if self.busy:  # an answer is due first; a refusal now would overtake it
-            self.transport.abort()
+        if self.busy:  # answers are due first (only bad bytes arrive then): it follows them
+            self.last_words = response
+            self.transport.pause_reading()
             return
         self.keep_alive = keep_alive
-        self._send(text_response(status, reason, keep_alive))
+        self._send(response)
 
     # -- httptools' callbacks -----------------------------------------------------------------
 
@@ -407,8 +418,13 @@ class DelayProtocol(asyncio.Protocol):
     def _start(self, request: tuple[bytes, bytes, bool], arrival: float) -> None:
         url, method, self.keep_alive = request
         kind, target = self.app.routes[url]
-        if method == b"CONNECT":  # whatever its target: a tunnel is not this server's work
-            self._refuse(400, "CONNECT is not supported: this server is no proxy")
+        if method != b"GET" and method != b"POST":  # HEAD, CONNECT (no tunnels here), PUT, ...
+            self._refuse(
+                405,
+                f"method {method.decode('latin-1')} not allowed: GET /delay, GET /stats, POST /stats/reset",
+                keep_alive=self.keep_alive,
+                head_only=method == b"HEAD",
+            )
         elif kind == DELAY:
             self.busy = self.in_flight = True
             self.stats.enter()
@@ -468,7 +484,8 @@ class DelayProtocol(asyncio.Protocol):
         if self.queue:
             self.loop.call_soon(self._next_in_queue)  # not recursively: a queue can be long
             return
-        if self.peer_done:  # half-closed: nothing more can come
+        if self.last_words is not None:  # nothing more is read: the last answer, then close
+            transport.write(self.last_words)
             transport.close()
             return
         self.idle_since = self.loop.time()

@@ -70,11 +70,37 @@ def test_an_upgrade_answered_at_once_is_not_answered_twice(edge_server):
 def test_connect_is_refused_counted_and_printed_nowhere(edge_server, target):
     edge_server.reset_stats()
     answer = exchange(edge_server, b"CONNECT %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
-    assert answer.startswith(b"HTTP/1.1 400 Bad Request") and b"CONNECT is not supported" in answer
-    assert b"Connection: close" in answer
+    assert answer.startswith(b"HTTP/1.1 405 Method Not Allowed") and b"method CONNECT not allowed" in answer
+    assert b"Connection: close" in answer and b"Allow: GET, POST" in answer
     stats = edge_server.stats()
     assert (stats["rejected"], stats["served"]) == (1, 0)
     assert "Traceback" not in edge_server.stderr_text()
+
+
+def test_a_head_request_is_refused_with_a_head_and_no_body(edge_server):
+    with socket.create_connection(host_port(edge_server), timeout=10) as client:
+        client.sendall(
+            b"HEAD /delay HTTP/1.1\r\nHost: x\r\n\r\nGET /delay?bytes=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        client.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    head, rest = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 405") and b"Content-Length: " in head
+    assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b"\r\n\r\nxx")  # the body would sit here
+
+
+def test_garbage_behind_a_request_waits_for_its_answer_then_gets_a_400(edge_server):
+    edge_server.reset_stats()
+    answer = exchange(
+        edge_server, b"GET /delay?ms=50&bytes=1 HTTP/1.1\r\nHost: x\r\n\r\nG@T / HTTP/1.1\r\n\r\n"
+    )
+    first, second = answer.split(b"HTTP/1.1 400 Bad Request")
+    assert first.startswith(b"HTTP/1.1 200 OK") and first.endswith(b"\r\n\r\nx")
+    assert b"Connection: close" in second and b"malformed request" in second
+    stats = edge_server.stats()
+    assert (stats["served"], stats["rejected"]) == (1, 1)
 
 
 @pytest.mark.parametrize(
@@ -83,6 +109,7 @@ def test_connect_is_refused_counted_and_printed_nowhere(edge_server, target):
         (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404),
         (b"GET /delay?ms=x HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET /stats/reset HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        (b"PUT /delay HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
         (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", 400),
         (b"\x16\x03\x01\x02\x00garbage\r\n\r\n", 400),
     ],
