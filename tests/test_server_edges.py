@@ -1,13 +1,24 @@
 """The server's edges (issue 24 item 1): a half-closed client still gets its answer, Upgrade and
 CONNECT are answered without a traceback, and every refusal is counted as rejected."""
 
+import contextlib
+import signal
 import socket
+import ssl
+import time
+import urllib.parse
 
 import pytest
 
+from bench.harness.local_ca import local_ca
 from servers.process import running_delay_server
-from tests.test_server_faults import host_port
 from tests.test_server_protocol import read_responses
+
+
+def host_port(server, scheme: str = "http") -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(server.base_url)
+    assert parts.scheme == scheme
+    return parts.hostname, parts.port
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +147,46 @@ def test_a_connection_past_the_cap_is_refused_and_counted():
         holder.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
         assert b'"rejected": 1' in read_responses(holder, 1)[0]
         assert "Traceback" not in server.stderr_text()
+
+
+def test_a_tls_server_stopped_after_a_client_hello_is_seen_late():
+    """Lateness counts from the TLS connection's accept (issue 24 item 3): a server frozen
+    after a ClientHello reached it answers the first request late by the freeze."""
+    freeze_s = 0.4
+    with (
+        local_ca() as ca,
+        running_delay_server(
+            extra_args=("--workers", "1", "--tls-cert", ca.cert_file, "--tls-key", ca.key_file),
+            ca_file=ca.ca_file,
+        ) as server,
+    ):
+        server.reset_stats()
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = server.ssl_context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        with socket.create_connection(host_port(server, "https"), timeout=10) as raw:
+            with pytest.raises(ssl.SSLWantReadError):
+                tls.do_handshake()
+            raw.sendall(outgoing.read())  # the ClientHello
+            deadline = time.monotonic() + 10
+            while server.stats()["connections_accepted"] < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)  # the stats' own connection is one; the accepted ClientHello the other
+            server.signal_all(signal.SIGSTOP)
+            time.sleep(freeze_s)
+            server.signal_all(signal.SIGCONT)
+            while True:  # finish the handshake over the raw socket
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    raw.sendall(outgoing.read())
+                    incoming.write(raw.recv(65536))
+            tls.write(b"GET /delay?ms=0&bytes=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.sendall(outgoing.read())
+            answer = b""
+            while not answer.endswith(b"\r\n\r\nx"):
+                incoming.write(raw.recv(65536))
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    answer += tls.read(65536)
+        stats = server.stats()
+    assert stats["served"] == 1
+    assert stats["lateness_ms"]["max"] >= freeze_s * 1000
