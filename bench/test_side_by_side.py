@@ -39,7 +39,7 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads):
         pytest.skip(f"{label} on {shape.group}: {reason}")  # not handed over: nothing saved
     hand_over(benchmark, record.rounds)
     info["instrument_capacity"] = capacity.describe() if capacity else None
-    info["server_priority"] = workloads.server_priority
+    info["server_priority"] = workloads.server_priority_for(shape)
     info["open_files_limit"] = workloads.file_limit.open_files
     benchmark.extra_info.update(info, timeline=record.timeline)
     if not info["valid"]:
