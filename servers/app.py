@@ -119,27 +119,26 @@ _JSON = b"application/json"
 _OCTETS = b"application/octet-stream"
 
 
-# The methods this server answers (GET /delay, GET /stats, POST /stats/reset); a 405 names them
-# in Allow, as RFC 9110 15.5.6 asks.
-ALLOWED_METHODS = (b"GET", b"POST")
-_ALLOW = b"Allow: " + b", ".join(ALLOWED_METHODS) + b"\r\n"
-
-
-def response_head(status: int, content_type: bytes, length: int, keep_alive: bool = True) -> bytes:
+def response_head(
+    status: int, content_type: bytes, length: int, keep_alive: bool = True, allow: bytes = b""
+) -> bytes:
+    """``allow``: the methods a 405's target takes, which it must name (RFC 9110 15.5.6)."""
     head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s" % (
         status,
         _REASONS[status],
         content_type,
         length,
-        _ALLOW if status == 405 else b"",
+        b"Allow: %s\r\n" % allow if allow else b"",
     )
     return head + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
 
 
-def text_response(status: int, reason: str, keep_alive: bool = True, head_only: bool = False) -> bytes:
+def text_response(
+    status: int, reason: str, keep_alive: bool = True, head_only: bool = False, allow: bytes = b""
+) -> bytes:
     """A one-line plain-text answer (its head alone for a HEAD request: RFC 9110 9.3.2)."""
     body = (reason + "\n").encode()
-    return response_head(status, _TEXT, len(body), keep_alive) + (b"" if head_only else body)
+    return response_head(status, _TEXT, len(body), keep_alive, allow) + (b"" if head_only else body)
 
 
 # Whole responses up to this size are kept, one per (size, keep-alive); larger ones are built.
@@ -387,12 +386,14 @@ class DelayProtocol(asyncio.Protocol):
         done_at, self.handshake_done_at = self.handshake_done_at, None
         self.arrival = self.accepted_at + max(0.0, self.arrival - done_at)
 
-    def _refuse(self, status: int, reason: str, keep_alive: bool = False, head_only: bool = False) -> None:
+    def _refuse(
+        self, status: int, reason: str, keep_alive: bool = False, head_only: bool = False, allow: bytes = b""
+    ) -> None:
         """Every refusal (a malformed or oversized request, a bad target, a wrong method, one
         connection too many) is answered and counted here, never logged: a flood of garbage
         must not become per-request logging."""
         self.stats.count(REJECTED)
-        response = text_response(status, reason, keep_alive, head_only)
+        response = text_response(status, reason, keep_alive, head_only, allow)
         if not keep_alive:
             self.parsing = False
         if self.busy:  # answers are due first (only bad bytes arrive then): it follows them
@@ -444,6 +445,7 @@ class DelayProtocol(asyncio.Protocol):
                 f"method {method.decode('latin-1')} not allowed: GET /delay, GET /stats, POST /stats/reset",
                 keep_alive=self.keep_alive,
                 head_only=method == b"HEAD",
+                allow=b"GET, POST",
             )
         elif kind == DELAY:
             self.busy = self.in_flight = True
@@ -457,7 +459,7 @@ class DelayProtocol(asyncio.Protocol):
         elif kind == SHOW_STATS:
             self._send(self._json(self._stats_body()))
         elif method != b"POST":
-            self._refuse(405, "use POST /stats/reset")
+            self._refuse(405, "use POST /stats/reset", allow=b"POST")
         else:
             self.stats.reset()
             self._send(self._json(self.stats.as_dict()))

@@ -134,14 +134,20 @@ def test_every_refusal_is_counted_as_rejected(edge_server, request_bytes, status
     assert edge_server.stats()["rejected"] == 1
 
 
+def test_a_405_names_the_methods_its_target_takes(edge_server):
+    """RFC 9110 15.5.6: a 405 carries Allow."""
+    reset = exchange(edge_server, b"GET /stats/reset HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert reset.startswith(b"HTTP/1.1 405") and b"\r\nAllow: POST\r\n" in reset
+    put = exchange(edge_server, b"PUT /delay HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert put.startswith(b"HTTP/1.1 405") and b"\r\nAllow: GET, POST\r\n" in put
+
+
 def test_a_connection_past_the_cap_is_refused_and_counted():
     with (
         running_delay_server(extra_args=("--workers", "1", "--max-connections", "1")) as server,
         socket.create_connection(host_port(server), timeout=10) as holder,
     ):
-        holder.sendall(
-            b"GET /stats/reset HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".replace(b"GET", b"POST")
-        )
+        holder.sendall(b"POST /stats/reset HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
         read_responses(holder, 1)
         assert exchange(server, b"").startswith(b"HTTP/1.1 503 Service Unavailable")
         holder.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
