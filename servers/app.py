@@ -81,10 +81,12 @@ def _fraction(name: str, raw: str) -> float:
     return float(raw)
 
 
-# struct tcp_info (linux/tcp.h): tcpi_last_data_recv, ms since the last data segment arrived.
+# struct tcp_info (linux/tcp.h): tcpi_last_data_recv, ms since the last data segment arrived,
+# and tcpi_last_data_sent, ms since the last one was sent.
 _TCP_INFO_BYTES = 64
-_LAST_DATA_RECV = struct.Struct("=I")
+_TCP_INFO_U32 = struct.Struct("=I")
 _LAST_DATA_RECV_OFFSET = 52
+_LAST_DATA_SENT_OFFSET = 44
 
 
 def _unread_for_s(sock) -> float:
@@ -101,7 +103,21 @@ def _unread_for_s(sock) -> float:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
     except (OSError, AttributeError):
         return 0.0
-    return _LAST_DATA_RECV.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0] / 1000
+    return _TCP_INFO_U32.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0] / 1000
+
+
+def _client_turn_s(sock) -> float:
+    """How long a finished TLS handshake waited on the client, by the kernel's count: from the
+    server's last segment sent (its flight, ServerHello to Finished; with no session tickets it
+    sends nothing after it) to the client's last segment received (its Finished). That is the
+    client's CPU and a round trip, not the server's lateness. Read once, in ``connection_made``."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except (OSError, AttributeError):
+        return 0.0
+    sent_ago = _TCP_INFO_U32.unpack_from(info, _LAST_DATA_SENT_OFFSET)[0]
+    received_ago = _TCP_INFO_U32.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0]
+    return max(0, sent_ago - received_ago) / 1000
 
 
 # -- responses, their heads built once ------------------------------------------------------
@@ -265,8 +281,10 @@ class DelayProtocol(asyncio.Protocol):
     def __init__(self, app: DelayApp, accepted_at: float) -> None:
         self.app = app
         self.accepted_at = accepted_at
-        # For a TLS connection until its first request arrives: when its handshake finished.
+        # For a TLS connection until its first request arrives: when its handshake finished, and
+        # how long of it the server waited on the client.
         self.handshake_done_at: float | None = None
+        self.client_turn_s = 0.0
         self.stats = app.stats
         self.loop = asyncio.get_running_loop()
         self.parser = httptools.HttpRequestParser(self)
@@ -310,6 +328,7 @@ class DelayProtocol(asyncio.Protocol):
         self.idle_timer = self.loop.call_later(self.app.idle_timeout_s, self._idle_check)
         if transport.get_extra_info("ssl_object") is not None:
             self.handshake_done_at = time.monotonic()
+            self.client_turn_s = _client_turn_s(self.socket)
 
     def connection_lost(self, exc) -> None:
         if self.socket is not None:
@@ -380,11 +399,12 @@ class DelayProtocol(asyncio.Protocol):
         A ClientHello that waits for a busy server, and the handshake's own CPU (~350 us a
         connection here), come before any request byte: counted from the first byte, a server
         swamped by handshakes would never be late (issue 24). So the first request arrives, for
-        lateness, when its connection was accepted; only a request the client sent after the
-        handshake had finished (its own pause, e.g. a pool opened ahead) is moved on by that
-        pause. The client's own turn in the handshake (one round trip and its CPU) is counted."""
+        lateness, when its connection was accepted, moved on by the time the server waited on
+        the client: its turn in the handshake (its CPU, ~550 us here, and a round trip: by the
+        kernel's count, ``_client_turn_s``), and its pause, if it sent the request only after
+        the handshake had finished (a pool opened ahead)."""
         done_at, self.handshake_done_at = self.handshake_done_at, None
-        self.arrival = self.accepted_at + max(0.0, self.arrival - done_at)
+        self.arrival = self.accepted_at + self.client_turn_s + max(0.0, self.arrival - done_at)
 
     def _refuse(
         self, status: int, reason: str, keep_alive: bool = False, head_only: bool = False, allow: bytes = b""
