@@ -88,6 +88,8 @@ def postgres_server(bench_options):
         yield postgres.PostgresServer(bench_options.db_dsn)
         return
     if not postgres.available():
+        if postgres.required():
+            pytest.fail(f"CI=true, and {INSTALL_HINT}", pytrace=False)
         pytest.skip(INSTALL_HINT)
     connections = max(postgres.DEFAULT_CONNECTIONS, database_in_flight(bench_options))
     with postgres.running_postgres(connections + postgres.SPARE_CONNECTIONS) as server:

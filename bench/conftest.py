@@ -116,6 +116,13 @@ class Workloads:
             self.round_trip_ms[target.base_url] = target.round_trip_ms()
         return target
 
+    def server_priority_for(self, shape: Shape) -> dict | None:
+        """The priority the row's target ran at: the delay server's as --bench-server-priority
+        set it, or PostgreSQL's as it was (that option never touches the database)."""
+        if shape.target == POSTGRES:
+            return self.target(shape).priority()
+        return self.server_priority
+
     def workload(self, shape: Shape) -> Workload:
         cpu = shape.kind == "cpu"
         database = shape.target == POSTGRES

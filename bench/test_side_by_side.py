@@ -45,7 +45,7 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads):
     hand_over(benchmark, record.rounds)
     info["instrument_capacity"] = capacity.describe() if capacity else None
     info["beyond_capacity"] = capacity.beyond_reason(info) if capacity else None
-    info["server_priority"] = workloads.server_priority
+    info["server_priority"] = workloads.server_priority_for(shape)
     info["open_files_limit"] = workloads.file_limit.open_files
     info[MARGINS_KEY] = workloads.options.margins._asdict()
     benchmark.extra_info.update(info, timeline=record.timeline)

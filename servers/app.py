@@ -91,27 +91,43 @@ def _fraction(name: str, raw: str) -> float:
     return float(raw)
 
 
-# struct tcp_info (linux/tcp.h): tcpi_last_data_recv, ms since the last data segment arrived.
+# struct tcp_info (linux/tcp.h): tcpi_last_data_recv, ms since the last data segment arrived,
+# and tcpi_last_data_sent, ms since the last one was sent.
 _TCP_INFO_BYTES = 64
-_LAST_DATA_RECV = struct.Struct("=I")
+_TCP_INFO_U32 = struct.Struct("=I")
 _LAST_DATA_RECV_OFFSET = 52
+_LAST_DATA_SENT_OFFSET = 44
 
 
 def _unread_for_s(sock) -> float:
     """How long the data just read sat in the socket's buffer, by the kernel's count.
 
     A request's arrival is stamped when its first bytes reach ``data_received``, backdated by
-    the kernel's ``tcpi_last_data_recv`` (one getsockopt, ~1.6 us, at kernel-tick resolution
-    of 1-4 ms). So a request that waited in the accept queue or in a socket buffer while the
-    loop was busy shows that wait as lateness; the loop's own clock alone would start counting
-    only once the loop got round to reading it. The clock is ``time.monotonic`` rather than
+    the kernel's ``tcpi_last_data_recv``: ms since the *last* data segment arrived (one
+    getsockopt, ~1.6 us, at kernel-tick resolution of 1-4 ms). So a request that waited in the
+    accept queue or in a socket buffer while the loop was busy shows that wait as lateness; the
+    loop's own clock alone would start counting only once the loop got round to reading it. The clock is ``time.monotonic`` rather than
     ``loop.time()``: uvloop's loop time has millisecond resolution and is cached per iteration.
     """
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
     except (OSError, AttributeError):
         return 0.0
-    return _LAST_DATA_RECV.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0] / 1000
+    return _TCP_INFO_U32.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0] / 1000
+
+
+def _client_turn_s(sock) -> float:
+    """How long a finished TLS handshake waited on the client, by the kernel's count: from the
+    server's last segment sent (its flight, ServerHello to Finished; with no session tickets it
+    sends nothing after it) to the client's last segment received (its Finished). That is the
+    client's CPU and a round trip, not the server's lateness. Read once, in ``connection_made``."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except (OSError, AttributeError):
+        return 0.0
+    sent_ago = _TCP_INFO_U32.unpack_from(info, _LAST_DATA_SENT_OFFSET)[0]
+    received_ago = _TCP_INFO_U32.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0]
+    return max(0, sent_ago - received_ago) / 1000
 
 
 # -- responses, their heads built once ------------------------------------------------------
@@ -129,20 +145,26 @@ _JSON = b"application/json"
 _OCTETS = b"application/octet-stream"
 
 
-def response_head(status: int, content_type: bytes, length: int, keep_alive: bool = True) -> bytes:
-    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
+def response_head(
+    status: int, content_type: bytes, length: int, keep_alive: bool = True, allow: bytes = b""
+) -> bytes:
+    """``allow``: the methods a 405's target takes, which it must name (RFC 9110 15.5.6)."""
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s" % (
         status,
         _REASONS[status],
         content_type,
         length,
+        b"Allow: %s\r\n" % allow if allow else b"",
     )
     return head + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
 
 
-def text_response(status: int, reason: str, keep_alive: bool = True) -> bytes:
-    """A one-line plain-text answer."""
+def text_response(
+    status: int, reason: str, keep_alive: bool = True, head_only: bool = False, allow: bytes = b""
+) -> bytes:
+    """A one-line plain-text answer (its head alone for a HEAD request: RFC 9110 9.3.2)."""
     body = (reason + "\n").encode()
-    return response_head(status, _TEXT, len(body), keep_alive) + body
+    return response_head(status, _TEXT, len(body), keep_alive, allow) + (b"" if head_only else body)
 
 
 # Whole responses up to this size are kept, one per (size, keep-alive); larger ones are built.
@@ -150,7 +172,6 @@ _CACHED_BODY_BYTES = 64 * 1024
 _FAILED = {
     keep_alive: text_response(500, "failed on purpose (fail=P)", keep_alive) for keep_alive in (True, False)
 }
-_METHOD_NOT_ALLOWED = text_response(405, "use POST /stats/reset", keep_alive=False)
 
 
 class _Responses(dict):
@@ -327,9 +348,10 @@ class DelayApp:
 
         Counted here, not in ``connection_made``: with TLS, asyncio and uvloop call the factory
         on accept but ``connection_made`` only after the handshake, so a failed handshake would
-        never be counted (issue 17 item 7: N new connections for N requests, at the server)."""
+        never be counted (issue 17 item 7: N new connections for N requests, at the server).
+        The accept is also when a TLS connection starts, for its first request's lateness."""
         self.stats.connection_accepted()
-        return DelayProtocol(self)
+        return DelayProtocol(self, accepted_at=time.monotonic())
 
     async def shutdown(self, grace_s: float) -> None:
         """Let requests in flight finish for up to ``grace_s``, then close every connection."""
@@ -344,16 +366,18 @@ class _Refused(Exception):
     """A request over one of the size limits; the message is the one-line reason."""
 
 
-_TOO_MANY = text_response(503, "too many connections; raise --max-connections", keep_alive=False)
-
-
 class DelayProtocol(asyncio.Protocol):
     """One connection: httptools calls ``on_url``, ``on_header`` and ``on_message_complete``
     as bytes arrive; one request is answered at a time, later pipelined ones wait in a queue
     (and reading pauses while they do)."""
 
-    def __init__(self, app: DelayApp) -> None:
+    def __init__(self, app: DelayApp, accepted_at: float) -> None:
         self.app = app
+        self.accepted_at = accepted_at
+        # For a TLS connection until its first request arrives: when its handshake finished, and
+        # how long of it the server waited on the client.
+        self.handshake_done_at: float | None = None
+        self.client_turn_s = 0.0
         self.stats = app.stats
         self.loop = asyncio.get_running_loop()
         self.parser = httptools.HttpRequestParser(self)
@@ -367,6 +391,13 @@ class DelayProtocol(asyncio.Protocol):
         self.busy = False  # a request is being answered (waiting, stalling)
         self.in_flight = False  # ...and counted in the server's in_flight
         self.keep_alive = True
+        # False once what arrives is no longer parsed: after a refusal, or after a head that asked
+        # to switch protocols (what follows it is not HTTP/1.1).
+        self.parsing = True
+        # Written once every answer due is out, then the connection closes: b"" once the client
+        # half-closed (shutdown(SHUT_WR)), a refusal for bytes that arrived while answers were due.
+        self.last_words: bytes | None = None
+        self.stalling = False  # a stall=1 answer is half sent and will never finish
         self.timer: asyncio.TimerHandle | None = None  # the current request's wait, or stall
         self.idle_timer: asyncio.TimerHandle | None = None
         self.idle_since = self.loop.time()
@@ -377,10 +408,7 @@ class DelayProtocol(asyncio.Protocol):
         self.transport = transport
         self.app.connections.add(self)
         if self.stats.connection_opened() > self.app.max_connections:
-            self.stats.count(REJECTED)
-            self.busy = True  # nothing more is read or answered on it
-            transport.write(_TOO_MANY)
-            transport.close()
+            self._refuse(503, "too many connections; raise --max-connections")
             return
         # Our own socket object on the transport's descriptor, detached (never closed) when
         # the connection is lost: uvloop's get_extra_info("socket") builds a new socket object
@@ -391,6 +419,9 @@ class DelayProtocol(asyncio.Protocol):
         # issue 1233); asyncio and uvloop set it already, this makes it this server's rule.
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.idle_timer = self.loop.call_later(self.app.idle_timeout_s, self._idle_check)
+        if transport.get_extra_info("ssl_object") is not None:
+            self.handshake_done_at = time.monotonic()
+            self.client_turn_s = _client_turn_s(self.socket)
 
     def connection_lost(self, exc) -> None:
         if self.socket is not None:
@@ -418,28 +449,72 @@ class DelayProtocol(asyncio.Protocol):
         else:
             self.transport.close()
 
+    def eof_received(self) -> bool:
+        """A client may half-close once it has sent its request (RFC 9112 9.6 lets it): its
+        answers are still due, so the transport stays open until they are written (``_send``
+        closes it then). Returning False lets the transport close at once.
+
+        A FIN cannot say whether the client closed only its sending side or its whole socket:
+        if it left, the answer written when due meets its kernel's RST, which ends the
+        connection (and frees its place in flight) then. A stall is never finished, so a FIN
+        ends it now, as a hang-up always did."""
+        if self.last_words is None:
+            self.last_words = b""
+        return (self.busy or bool(self.queue)) and not self.stalling
+
     def data_received(self, data: bytes) -> None:
+        if not self.parsing:
+            return
         if self.arrival is None and not self.busy:
             self.arrival = time.monotonic() - _unread_for_s(self.socket)
+            if self.handshake_done_at is not None:
+                self._count_from_the_handshake()
         self.unparsed_bytes += len(data)
         try:
             self.parser.feed_data(data)
             if self.unparsed_bytes > MAX_REQUEST_BYTES:
                 raise _Refused(f"request over {MAX_REQUEST_BYTES} bytes")
         except (httptools.HttpParserError, _Refused) as exc:
-            self._refuse_malformed(exc)
+            cause = exc.__context__ if isinstance(exc.__context__, _Refused) else exc
+            self._refuse(
+                400, "malformed request: " + (" ".join(str(cause).split())[:200] or type(cause).__name__)
+            )
+        except httptools.HttpParserUpgrade:
+            # The head asked to switch protocols (Upgrade, or CONNECT), and llhttp stops there:
+            # the request itself is answered as plain HTTP that closes the connection
+            # (``on_message_complete``; RFC 9110 7.8 lets a server ignore Upgrade), and what
+            # follows the head, in the other protocol, is not parsed.
+            self.parsing = False
 
-    def _refuse_malformed(self, exc: Exception) -> None:
-        """Counted, never logged: a flood of garbage must not become per-request logging."""
+    def _count_from_the_handshake(self) -> None:
+        """A TLS connection's first request is late from the accept, not from its first byte.
+
+        A ClientHello that waits for a busy server, and the handshake's own CPU (~350 us a
+        connection here), come before any request byte: counted from the first byte, a server
+        swamped by handshakes would never be late (issue 24). So the first request arrives, for
+        lateness, when its connection was accepted, moved on by the time the server waited on
+        the client: its turn in the handshake (its CPU, ~550 us here, and a round trip: by the
+        kernel's count, ``_client_turn_s``), and its pause, if it sent the request only after
+        the handshake had finished (a pool opened ahead)."""
+        done_at, self.handshake_done_at = self.handshake_done_at, None
+        self.arrival = self.accepted_at + self.client_turn_s + max(0.0, self.arrival - done_at)
+
+    def _refuse(
+        self, status: int, reason: str, keep_alive: bool = False, head_only: bool = False, allow: bytes = b""
+    ) -> None:
+        """Every refusal (a malformed or oversized request, a bad target, a wrong method, one
+        connection too many) is answered and counted here, never logged: a flood of garbage
+        must not become per-request logging."""
         self.stats.count(REJECTED)
-        if self.busy:  # an answer is due first; a 400 now would arrive out of order
-            self.transport.abort()
+        response = text_response(status, reason, keep_alive, head_only, allow)
+        if not keep_alive:
+            self.parsing = False
+        if self.busy:  # answers are due first (only bad bytes arrive then): it follows them
+            self.last_words = response
+            self.transport.pause_reading()
             return
-        cause = exc.__context__ if isinstance(exc.__context__, _Refused) else exc
-        reason = " ".join(str(cause).split())[:200] or type(cause).__name__
-        self.busy = True
-        self.transport.write(text_response(400, f"malformed request: {reason}", keep_alive=False))
-        self.transport.close()
+        self.keep_alive = keep_alive
+        self._send(response)
 
     # -- httptools' callbacks -----------------------------------------------------------------
 
@@ -460,7 +535,8 @@ class DelayProtocol(asyncio.Protocol):
             raise _Refused(f"header {name[:40].decode('latin-1')!r} over {MAX_LINE_BYTES} bytes")
 
     def on_message_complete(self) -> None:
-        request = (self.url, self.parser.get_method(), self.parser.should_keep_alive())
+        parser = self.parser
+        request = (self.url, parser.get_method(), parser.should_keep_alive() and not parser.should_upgrade())
         self.url, self.headers, self.unparsed_bytes = b"", 0, 0
         if self.busy or self.queue:
             # Pipelined behind an answer still due: its arrival is stamped when its turn comes,
@@ -476,7 +552,15 @@ class DelayProtocol(asyncio.Protocol):
     def _start(self, request: tuple[bytes, bytes, bool], arrival: float) -> None:
         url, method, self.keep_alive = request
         kind, target = self.app.routes[url]
-        if kind == DELAY:
+        if method != b"GET" and method != b"POST":  # HEAD, CONNECT (no tunnels here), PUT, ...
+            self._refuse(
+                405,
+                f"method {method.decode('latin-1')} not allowed: GET /delay, GET /stats, POST /stats/reset",
+                keep_alive=self.keep_alive,
+                head_only=method == b"HEAD",
+                allow=b"GET, POST",
+            )
+        elif kind == DELAY:
             self.busy = self.in_flight = True
             self.stats.enter()
             if target.delay_s:
@@ -488,13 +572,11 @@ class DelayProtocol(asyncio.Protocol):
             self.stats.enter()
             self.app.gathering.wait(self, target, arrival)
         elif kind == REFUSE:
-            self.stats.count(REJECTED)
-            self._send(text_response(*target, keep_alive=self.keep_alive))
+            self._refuse(*target, keep_alive=self.keep_alive)
         elif kind == SHOW_STATS:
             self._send(self._json(self._stats_body()))
         elif method != b"POST":
-            self.keep_alive = False
-            self._send(_METHOD_NOT_ALLOWED)
+            self._refuse(405, "use POST /stats/reset", allow=b"POST")
         else:
             # The workers run with the cyclic GC off (servers.delay): a collection walks every
             # live protocol and timer, and made the server late mid-round. Here, between rounds
@@ -530,6 +612,7 @@ class DelayProtocol(asyncio.Protocol):
     def _stall(self, body_bytes: int) -> None:
         """Send the head and promise a body that never comes (stall=1), until the client hangs
         up (connection_lost takes it out of in_flight) or STALL_CAP_S pass."""
+        self.stalling = True
         self.transport.write(response_head(200, _OCTETS, max(1, body_bytes)))
         self.timer = self.loop.call_later(STALL_CAP_S, self.transport.abort)
 
@@ -543,6 +626,10 @@ class DelayProtocol(asyncio.Protocol):
             return
         if self.queue:
             self.loop.call_soon(self._next_in_queue)  # not recursively: a queue can be long
+            return
+        if self.last_words is not None:  # nothing more is read: the last answer, then close
+            transport.write(self.last_words)
+            transport.close()
             return
         self.idle_since = self.loop.time()
         if self.idle_timer is None:

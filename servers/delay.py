@@ -129,7 +129,9 @@ async def serve(
     # One app for all the sockets: the same counters, caps and routes on both loopbacks.
     app = DelayApp(stats, max_connections, idle_timeout_s)
     backlog = listen_backlog()
-    listeners = [await loop.create_server(app, sock=sock, backlog=backlog, ssl=tls) for sock in socks]
+    # A handshake that stalls is cut off like a stalled request head (asyncio's default waits 60 s).
+    handshake = {"ssl": tls, "ssl_handshake_timeout": idle_timeout_s} if tls else {}
+    listeners = [await loop.create_server(app, sock=sock, backlog=backlog, **handshake) for sock in socks]
     os.write(ready_fd, b"r")
     os.close(ready_fd)
 

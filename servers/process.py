@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from servers.lifetime import PARENT_PID_VARIABLE
 
@@ -48,6 +48,8 @@ class DelayServer(NamedTuple):
     # for /stats and the round trip.
     ca_file: str = ""
     ssl_context: ssl.SSLContext | None = None
+    # What the server wrote on stderr (a file this process reads), so tests can prove it printed no traceback.
+    stderr_file: IO[str] | None = None
 
     @property
     def started_here(self) -> bool:
@@ -66,6 +68,13 @@ class DelayServer(NamedTuple):
                 response.read()
             times.append((time.perf_counter() - started) * 1000)
         return sorted(times)[len(times) // 2]
+
+    def stderr_text(self) -> str:
+        """Everything the server (parent and workers) has written on stderr so far."""
+        if self.stderr_file is None:
+            raise RuntimeError(f"the delay server at {self.base_url} was not started here")
+        self.stderr_file.seek(0)
+        return self.stderr_file.read()
 
     def url_for(self, path: str) -> str:
         return self.base_url + path
@@ -140,7 +149,9 @@ def running_delay_server(
         )
         try:
             base_url = _wait_for_ready_line(process, stderr, startup_timeout_s)
-            server = DelayServer(base_url, process, ca_file=ca_file or "", ssl_context=context)
+            server = DelayServer(
+                base_url, process, ca_file=ca_file or "", ssl_context=context, stderr_file=stderr
+            )
             yield server._replace(worker_pids=tuple(server.stats()["worker_pids"]))
         finally:
             stop_process(process)

@@ -2,6 +2,7 @@
 
 import http.client
 import socket
+import struct
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -62,10 +63,21 @@ def test_stall_sends_headers_then_nothing_until_the_client_gives_up(delay_server
     assert delay_server.stats()["stalled"] == 1
 
 
-def test_a_client_leaving_mid_delay_frees_its_request(delay_server):
+def test_a_client_resetting_mid_delay_frees_its_request(delay_server):
     with socket.create_connection(host_port(delay_server), timeout=5) as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
         client.sendall(b"GET /delay?ms=30000 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert wait_for_in_flight(delay_server, 1) == 1
+    assert wait_for_in_flight(delay_server, 0) == 0
+
+
+def test_a_client_closing_mid_delay_holds_its_request_until_the_answer_is_due(delay_server):
+    """A FIN may be a half-close (issue 24): the answer is still written when due, and the
+    closed client's RST to it ends the connection."""
+    with socket.create_connection(host_port(delay_server), timeout=5) as client:
+        client.sendall(b"GET /delay?ms=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_for_in_flight(delay_server, 1) == 1
+    assert delay_server.stats()["in_flight"] == 1
     assert wait_for_in_flight(delay_server, 0) == 0
 
 

@@ -1,6 +1,7 @@
 """The delay server's protocol-level hot path (issue 15): pipelining, connection counts, counters
 that no lock guards, the open-files limit and backlog, and the cost script's plumbing."""
 
+import json
 import os
 import re
 import resource
@@ -8,6 +9,8 @@ import select
 import socket
 import subprocess
 import sys
+
+import pytest
 
 from servers import cost
 from servers.delay import OWN_FILES_MARGIN, default_max_connections, listen_backlog
@@ -81,7 +84,9 @@ def test_stats_count_connections_accepted_and_report_each_worker(delay_server):
     assert [worker["pid"] for worker in workers] == stats["worker_pids"]
     assert sum(worker["connections_accepted"] for worker in workers) == 6
     assert sum(worker["served"] for worker in workers) == stats["served"] == 5
-    assert all(worker["cpu_seconds"] >= 0 for worker in workers)
+    # A worker that accepted or served spent CPU doing it; the total adds the parent's to the workers'.
+    assert all(worker["cpu_seconds"] > 0 for worker in workers if worker["connections_accepted"])
+    assert stats["cpu_seconds"] >= sum(worker["cpu_seconds"] for worker in workers) - 1e-5 * len(workers)
 
 
 # -- counters without a lock ----------------------------------------------------------------
@@ -192,4 +197,22 @@ def test_the_cost_script_counts_what_it_sent(delay_server):
     for mode, requests in (("keep-alive", 300), ("new-connection", 40)):
         measured = cost.measure(delay_server.base_url, mode, requests, connections=10)
         assert measured["requests"] == requests, measured
-        assert measured["server_cpu_seconds"] >= 0
+        assert measured["server_cpu_seconds"] > 0 and measured["client_cpu_us_per_request"] > 0, measured
+        assert measured["server_to_client_cpu"] == pytest.approx(
+            measured["server_cpu_us_per_request"] / measured["client_cpu_us_per_request"], rel=0.05
+        )
+
+
+def test_the_cost_scripts_tls_mode_makes_a_handshake_per_request():
+    """Its own HTTPS server; the figures are the machine's, the count and the handshakes are not."""
+    done = subprocess.run(
+        [sys.executable, "-m", "servers.cost", "--modes", "tls-new-connection", "--scale", "0.01"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    measured = json.loads(done.stdout)
+    assert (measured["mode"], measured["requests"]) == ("tls-new-connection", 40), measured
+    assert measured["server_cpu_us_per_request"] > 0 and measured["client_cpu_us_per_request"] > 0

@@ -16,7 +16,10 @@ be in flight. The referee reads the database's statistics, never the client's:
 - **lateness**: how long past D the statements ran, at the 99th percentile as the delay
   server reports it. pg_stat_statements keeps no percentiles, so the suite's own cluster logs
   every statement's duration (``log_min_duration_statement = 0``) and the referee reads the
-  round's lines. For a server given with ``--bench-db-dsn`` (no log to read) the p99 is
+  round's lines, and checks that it found one line for each query counted: a log that matches
+  fewer (a translated server, a changed format) would otherwise make lateness silently 0, so
+  the round fails with the reason and the row is INVALID. The cluster writes its messages in
+  English (``lc_messages = C``). For a server given with ``--bench-db-dsn`` (no log to read) the p99 is
   estimated as mean + 2.33 standard deviations (a normal tail), which one scheduling hiccup
   inflates: stricter, never looser.
 - **listen overflows**: none can be the database's in a round: every connection is opened
@@ -27,6 +30,7 @@ be in flight. The referee reads the database's statistics, never the client's:
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import selectors
 import subprocess
@@ -84,6 +88,12 @@ def available() -> bool:
     return find_bindir() is not None
 
 
+def required() -> bool:
+    """Under CI (CI=true, as GitHub Actions sets it) the database tests fail without PostgreSQL
+    instead of skipping: a run that skipped them would prove nothing about the database."""
+    return os.environ.get("CI") == "true"
+
+
 @dataclass
 class PostgresServer:
     """A running PostgreSQL: the suite's own cluster (``process``: its keeper), or one elsewhere (None)."""
@@ -91,6 +101,7 @@ class PostgresServer:
     dsn: str
     process: subprocess.Popen | None = None
     log: Path | None = None  # every statement's duration, when the suite started the cluster
+    postmaster_pid: int | None = None  # ...and its server process, whose priority a row records
 
     @property
     def base_url(self) -> str:
@@ -123,6 +134,22 @@ class PostgresServer:
 
     def referee(self, delay_ms: int) -> Referee:
         return Referee(self, delay_ms)
+
+    def priority(self) -> dict:
+        """PostgreSQL's priority as it was, for the row's record: --bench-server-priority raises
+        the delay server only (bench/harness/priority.py), never the database."""
+        if self.postmaster_pid is None:
+            return {
+                "mode": "off",
+                "server_raised": False,
+                "why": "PostgreSQL runs elsewhere: its host sets its priority",
+            }
+        return {
+            "mode": "off",
+            "server_raised": False,
+            "why": "PostgreSQL runs at the priority it was started with",
+            "server_nice": [os.getpriority(os.PRIO_PROCESS, self.postmaster_pid)],
+        }
 
 
 class Referee:
@@ -166,7 +193,7 @@ class Referee:
     def stats(self) -> dict:
         self._finish_sampling()
         queries, mean_ms, stddev_ms = self._query(COUNT_QUERIES)
-        p99_ms = self._logged_p99_ms() if self.server.log else mean_ms + P99_Z * stddev_ms
+        p99_ms = self._logged_p99_ms(queries) if self.server.log else mean_ms + P99_Z * stddev_ms
         return {
             "served": queries,
             "max_in_flight": self._peak_sleeping,
@@ -177,12 +204,20 @@ class Referee:
             "stalled": 0,
         }
 
-    def _logged_p99_ms(self) -> float | None:
-        """The round's statements' durations, from the log lines written since ``reset_stats``."""
+    def _logged_p99_ms(self, queries: int) -> float | None:
+        """The round's statements' durations, from the log lines written since ``reset_stats``:
+        one for each query pg_stat_statements counted, or the round cannot be judged."""
         with open(self.server.log, "rb") as log:
             log.seek(self._log_offset)
             lines = log.read().decode(errors="replace")
-        return percentile(sorted(float(m.group(1)) for m in LOGGED_SLEEP.finditer(lines)), 99)
+        durations = sorted(float(m.group(1)) for m in LOGGED_SLEEP.finditer(lines))
+        if len(durations) != queries:
+            raise PostgresError(
+                f"PostgreSQL's log has {len(durations)} duration lines for pg_sleep where pg_stat_statements "
+                f"counted {queries} queries, so the round's lateness is unknown "
+                f"(log_min_duration_statement = 0 and lc_messages = C? {self.server.log})"
+            )
+        return percentile(durations, 99)
 
     def _query(self, sql: str) -> tuple:
         """One query on the referee's connection, asked in a thread so that it has a deadline."""
@@ -259,8 +294,8 @@ def running_postgres(max_connections: int) -> Iterator[PostgresServer]:
             start_new_session=True,
         )
         try:
-            dsn, log = _wait_for_ready(keeper, stderr).split(" ", 1)
-            yield PostgresServer(dsn, keeper, Path(log))
+            dsn, log, postmaster_pid = _wait_for_ready(keeper, stderr).split(" ")
+            yield PostgresServer(dsn, keeper, Path(log), int(postmaster_pid))
         finally:
             with contextlib.suppress(BrokenPipeError):
                 keeper.stdin.close()

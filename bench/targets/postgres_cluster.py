@@ -2,10 +2,16 @@
 
 ``python -m bench.targets.postgres_cluster --max-connections M`` makes a temporary folder,
 runs ``initdb`` into it and starts ``postgres`` on 127.0.0.1 at a free port, with its unix
-socket in that folder, then prints ``ready DSN LOGFILE``. When its stdin closes (its parent is done,
-or died however it died: the pipe closes with the process) or on SIGTERM/SIGINT, it stops
-postgres and removes the folder. Its parent starts it in a session of its own, so a Ctrl-C
-meant for the benchmark reaches the parent, which then closes the pipe.
+socket in that folder, then prints ``ready DSN LOGFILE POSTMASTER_PID``. When its stdin closes
+(its parent is done, or died however it died: the pipe closes with the process) or on
+SIGTERM/SIGINT, it stops postgres and removes the folder. Its parent starts it in a session of
+its own, so a Ctrl-C meant for the benchmark reaches the parent, which then closes the pipe.
+
+A keeper killed by SIGKILL removes nothing: postgres dies with it, the folder stays. So the
+folder holds a note of its keeper (``keeper``: its pid, its start time in clock ticks since
+boot, and the boot's id), written by the keeper's own user, and every keeper first sweeps the
+folders whose note proves their keeper dead (no process with that pid and start time in this
+boot) and whose postgres is gone too.
 
 PostgreSQL refuses to run as root ("root" execution of the PostgreSQL server is not
 permitted): as root, initdb and postgres run as ``nobody`` (setpriv), and the folder is
@@ -53,7 +59,13 @@ SETTINGS = {
     "pg_stat_statements.track": "top",
     # Every statement's duration in the log: the referee's lateness percentile (postgres.py).
     "log_min_duration_statement": "0",
+    # ...in English whatever the machine's locale: the referee matches "duration: ... ms" lines,
+    # which a translated server would write otherwise, matching none (issue 24).
+    "lc_messages": "C",
 }
+FOLDER_PREFIX = "coroutine-bench-pg-"
+KEEPER_NOTE = "keeper"
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 INSTALL_HINT = (
     "PostgreSQL is not installed: `apt-get install postgresql` (Debian/Ubuntu; the suite needs its "
     "initdb and postgres), or point --bench-db-dsn at a server started elsewhere"
@@ -72,6 +84,53 @@ def find_bindir() -> Path | None:
             return bindir
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4]))
     return Path(found[-1]).parent if found else None
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, /proc/PID/stat field 22); None if none runs.
+
+    A pid alone can be reused; a pid with its start time names one process for the boot's life."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] in ("Z", "X"):  # dead, not yet reaped (a container's init may never reap it)
+        return None
+    return int(fields[19])
+
+
+def keeper_note() -> str:
+    return f"{os.getpid()} {process_start_ticks(os.getpid())} {_BOOT_ID.read_text().strip()}\n"
+
+
+def is_dead_keepers(folder: Path) -> bool:
+    """True if ``folder`` is a cluster folder this user's keeper made, and that keeper and its
+    postgres are both gone: only then may another keeper remove it."""
+    note = folder / KEEPER_NOTE
+    try:
+        if note.stat().st_uid != os.geteuid() or folder.is_symlink():
+            return False
+        pid, ticks, boot = note.read_text().split()
+        boot_now = _BOOT_ID.read_text().strip()
+    except (OSError, ValueError):
+        return False  # no note (yet), or not ours: never guess
+    if boot == boot_now and process_start_ticks(int(pid)) == int(ticks):
+        return False  # its keeper lives
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        postmaster = int((folder / "data" / "postmaster.pid").read_text().split()[0])
+        if boot == boot_now and process_start_ticks(postmaster) is not None:
+            return False  # a postgres with that pid runs: perhaps still this folder's
+    return True
+
+
+def sweep_dead_keepers_folders(parent: Path) -> list[Path]:
+    """Remove the folders of keepers that died without cleaning up (SIGKILL); return them."""
+    swept = []
+    for folder in parent.glob(FOLDER_PREFIX + "*"):
+        if folder.is_dir() and is_dead_keepers(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            swept.append(folder)
+    return swept
 
 
 def free_port() -> int:
@@ -130,9 +189,11 @@ def serve(max_connections: int) -> None:
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError(INSTALL_HINT)
-    folder = Path(tempfile.mkdtemp(prefix="coroutine-bench-pg-"))
+    sweep_dead_keepers_folders(Path(tempfile.gettempdir()))
+    folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
     postgres = None
     try:
+        (folder / KEEPER_NOTE).write_text(keeper_note())
         data, log = folder / "data", folder / "postgres.log"
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         subprocess.run(
@@ -175,7 +236,7 @@ def serve(max_connections: int) -> None:
                 stderr=log_file,
             )
         wait_until_ready(postgres, data, log, deadline)
-        print(f"ready postgresql://{SUPERUSER}@127.0.0.1:{port}/{DATABASE} {log}", flush=True)
+        print(f"ready postgresql://{SUPERUSER}@127.0.0.1:{port}/{DATABASE} {log} {postgres.pid}", flush=True)
         wait_for_parent(postgres)
     finally:
         if postgres is not None:

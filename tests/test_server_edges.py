@@ -1,0 +1,237 @@
+"""The server's edges (issue 24 item 1): a half-closed client still gets its answer, Upgrade and
+CONNECT are answered without a traceback, and every refusal is counted as rejected."""
+
+import contextlib
+import signal
+import socket
+import ssl
+import time
+import urllib.parse
+
+import pytest
+
+from bench.harness.local_ca import local_ca
+from servers.process import running_delay_server
+from tests.test_server_protocol import read_responses
+
+
+def host_port(server, scheme: str = "http") -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(server.base_url)
+    assert parts.scheme == scheme
+    return parts.hostname, parts.port
+
+
+@pytest.fixture(scope="module")
+def edge_server():
+    """Its own server, so its stderr holds only what these requests made it print."""
+    with running_delay_server(extra_args=("--workers", "1", "--idle-timeout-s", "5")) as server:
+        yield server
+
+
+def exchange(server, data: bytes, half_close: bool = False) -> bytes:
+    """Send ``data`` on a new connection and read until the server closes it."""
+    with socket.create_connection(host_port(server), timeout=10) as client:
+        client.sendall(data)
+        if half_close:
+            client.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_client_that_half_closes_after_its_request_gets_the_answer(edge_server):
+    answer = exchange(edge_server, b"GET /delay?ms=100&bytes=3 HTTP/1.1\r\nHost: x\r\n\r\n", half_close=True)
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"\r\n\r\nxxx")
+
+
+def test_pipelined_requests_then_a_half_close_are_all_answered_then_closed(edge_server):
+    requests = b"".join(
+        b"GET /delay?ms=%d&bytes=%d HTTP/1.1\r\nHost: x\r\n\r\n" % (ms, n) for ms, n in ((50, 1), (0, 2))
+    )
+    answer = exchange(edge_server, requests, half_close=True)
+    assert answer.count(b"HTTP/1.1 200 OK") == 2 and answer.endswith(b"\r\n\r\nxx")
+
+
+def test_a_half_close_with_nothing_due_closes_at_once(edge_server):
+    assert exchange(edge_server, b"GET /delay HTTP/1.1\r\nHost", half_close=True) == b""
+
+
+def test_an_upgrade_is_ignored_answered_and_the_connection_closed(edge_server):
+    edge_server.reset_stats()
+    head = (
+        b"GET /delay?ms=20&bytes=2 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+    answer = exchange(edge_server, head + b"\x81\x05hello, not HTTP")
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in answer
+    assert answer.endswith(b"\r\n\r\nxx") and answer.count(b"HTTP/1.1") == 1
+    stats = edge_server.stats()
+    assert (stats["served"], stats["rejected"]) == (1, 0)
+    assert "Traceback" not in edge_server.stderr_text()
+
+
+def test_an_upgrade_answered_at_once_is_not_answered_twice(edge_server):
+    head = b"GET /delay?bytes=1 HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+    answer = exchange(edge_server, head + b"GET /delay HTTP/1.1\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 OK") == 1 and answer.endswith(b"\r\n\r\nx")
+    assert "Traceback" not in edge_server.stderr_text()
+
+
+@pytest.mark.parametrize("target", [b"127.0.0.1:80", b"/delay?ms=1"])
+def test_connect_is_refused_counted_and_printed_nowhere(edge_server, target):
+    edge_server.reset_stats()
+    answer = exchange(edge_server, b"CONNECT %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    assert answer.startswith(b"HTTP/1.1 405 Method Not Allowed") and b"method CONNECT not allowed" in answer
+    assert b"Connection: close" in answer and b"Allow: GET, POST" in answer
+    stats = edge_server.stats()
+    assert (stats["rejected"], stats["served"]) == (1, 0)
+    assert "Traceback" not in edge_server.stderr_text()
+
+
+def test_a_head_request_is_refused_with_a_head_and_no_body(edge_server):
+    with socket.create_connection(host_port(edge_server), timeout=10) as client:
+        client.sendall(
+            b"HEAD /delay HTTP/1.1\r\nHost: x\r\n\r\nGET /delay?bytes=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        client.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    head, rest = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 405") and b"Content-Length: " in head
+    assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b"\r\n\r\nxx")  # the body would sit here
+
+
+def test_garbage_behind_a_request_waits_for_its_answer_then_gets_a_400(edge_server):
+    edge_server.reset_stats()
+    answer = exchange(
+        edge_server, b"GET /delay?ms=50&bytes=1 HTTP/1.1\r\nHost: x\r\n\r\nG@T / HTTP/1.1\r\n\r\n"
+    )
+    first, second = answer.split(b"HTTP/1.1 400 Bad Request")
+    assert first.startswith(b"HTTP/1.1 200 OK") and first.endswith(b"\r\n\r\nx")
+    assert b"Connection: close" in second and b"malformed request" in second
+    stats = edge_server.stats()
+    assert (stats["served"], stats["rejected"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+        (b"GET /delay?ms=x HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /stats/reset HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        (b"PUT /delay HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
+        (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", 400),
+        (b"\x16\x03\x01\x02\x00garbage\r\n\r\n", 400),
+    ],
+)
+def test_every_refusal_is_counted_as_rejected(edge_server, request_bytes, status):
+    edge_server.reset_stats()
+    with socket.create_connection(host_port(edge_server), timeout=10) as client:
+        client.sendall(request_bytes)
+        answer = client.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 %d " % status)
+    assert edge_server.stats()["rejected"] == 1
+
+
+def test_a_405_names_the_methods_its_target_takes(edge_server):
+    """RFC 9110 15.5.6: a 405 carries Allow."""
+    reset = exchange(edge_server, b"GET /stats/reset HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert reset.startswith(b"HTTP/1.1 405") and b"\r\nAllow: POST\r\n" in reset
+    put = exchange(edge_server, b"PUT /delay HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert put.startswith(b"HTTP/1.1 405") and b"\r\nAllow: GET, POST\r\n" in put
+
+
+def test_a_connection_past_the_cap_is_refused_and_counted():
+    with (
+        running_delay_server(extra_args=("--workers", "1", "--max-connections", "1")) as server,
+        socket.create_connection(host_port(server), timeout=10) as holder,
+    ):
+        holder.sendall(b"POST /stats/reset HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        read_responses(holder, 1)
+        assert exchange(server, b"").startswith(b"HTTP/1.1 503 Service Unavailable")
+        holder.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b'"rejected": 1' in read_responses(holder, 1)[0]
+        assert "Traceback" not in server.stderr_text()
+
+
+def test_a_tls_server_stopped_when_a_client_hello_arrives_is_seen_late():
+    """Lateness counts from the TLS connection's accept (issue 24 item 3): a ClientHello that
+    reaches a frozen server waits, and the first request's answer is late by the freeze, though
+    every byte of the request itself arrived after it."""
+    freeze_s = 0.4
+    with (
+        local_ca() as ca,
+        running_delay_server(
+            extra_args=("--workers", "1", "--tls-cert", ca.cert_file, "--tls-key", ca.key_file),
+            ca_file=ca.ca_file,
+        ) as server,
+    ):
+        server.reset_stats()
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = server.ssl_context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        with socket.create_connection(host_port(server, "https"), timeout=10) as raw:
+            deadline = time.monotonic() + 10
+            while server.stats()["connections_accepted"] < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)  # the stats' own connections are counted too; ours is accepted
+            server.signal_all(signal.SIGSTOP)
+            try:
+                with pytest.raises(ssl.SSLWantReadError):
+                    tls.do_handshake()
+                raw.sendall(outgoing.read())  # the ClientHello, to a frozen server
+                time.sleep(freeze_s)
+            finally:
+                server.signal_all(signal.SIGCONT)
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    incoming.write(raw.recv(65536))
+            tls.write(b"GET /delay?ms=0&bytes=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.sendall(outgoing.read())  # the client's Finished and the request, at once
+            answer = b""
+            while not answer.endswith(b"\r\n\r\nx"):
+                incoming.write(raw.recv(65536))
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    answer += tls.read(65536)
+        stats = server.stats()
+    assert stats["served"] == 1
+    assert stats["lateness_ms"]["max"] >= freeze_s * 1000
+
+
+def test_a_tls_clients_own_turn_in_the_handshake_is_not_the_servers_lateness():
+    """The converse: a client that dawdles before sending its Finished (its CPU, a round trip)
+    does not make the server late."""
+    pause_s = 0.4
+    with (
+        local_ca() as ca,
+        running_delay_server(
+            extra_args=("--workers", "1", "--tls-cert", ca.cert_file, "--tls-key", ca.key_file),
+            ca_file=ca.ca_file,
+        ) as server,
+    ):
+        server.reset_stats()
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = server.ssl_context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        with socket.create_connection(host_port(server, "https"), timeout=10) as raw:
+            with pytest.raises(ssl.SSLWantReadError):
+                tls.do_handshake()
+            raw.sendall(outgoing.read())
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    incoming.write(raw.recv(65536))
+            time.sleep(pause_s)  # the client's turn, slow
+            tls.write(b"GET /delay?ms=0&bytes=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.sendall(outgoing.read())
+            answer = b""
+            while not answer.endswith(b"\r\n\r\nx"):
+                incoming.write(raw.recv(65536))
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    answer += tls.read(65536)
+        stats = server.stats()
+    assert stats["served"] == 1
+    assert stats["lateness_ms"]["max"] < pause_s * 1000 / 2
