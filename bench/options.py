@@ -358,8 +358,8 @@ def add_options(parser) -> None:
         metavar="R",
         help=f"timed rounds per row, over --bench-processes worker processes, each primed by a short "
         f"warm-up (default {DEFAULT_ROUNDS}; "
-        "high-concurrency, sweep, clients and story's ladder run at most 3; story's seed comparison 1.6 x R "
-        "over 1.6 x K processes)",
+        "high-concurrency, sweep, clients and story's seed and 100 rung run at most 3, its 1,000 rung 5, "
+        "its 10,000 rung 1)",
     )
     group.addoption(
         "--bench-processes",

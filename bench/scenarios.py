@@ -50,19 +50,19 @@ DB_THOUSAND_STRATEGIES = ("threads", "asyncio-gather", "asyncio-uvloop")
 SEED_MODELS = ("sequential", "threads", "gevent-joinall", "gevent-pool", "asyncio-gather")
 SEED_REQUESTS, SEED_DELAY_MS, SEED_POOL = 10, 100, 2
 # The seed's head-to-head lines are the closest of the run (threads, greenlets and tasks within a
-# few % of each other) and its rounds the cheapest (0.1 s but sequential's 1 s), so it gets more
-# of --bench-rounds and --bench-processes than the rest: with 3 processes a side, gevent-joinall
-# vs threads came out 1.01x, interval 0.96-1.05, across the ±5% time margin (not resolved), and
-# 10 a side put it inside (1.02x, 1.00-1.05). 8 a side at the defaults is what the 90 s budget
-# leaves: the seed took 35 s at 10 x 10 on the loaded development machine, the whole run 93 s
-# (docs/reference/statistics.md, "Margins").
-SEED_SCALE = 1.6
+# few % of each other): resolving them within the ±5% time margin took 10 processes a side once
+# (1.02x, interval 1.00-1.05) and 8 a side did not, at 40 worker starts and ~40 s of a 90 s
+# budget. They stay at 3 rounds over 3 processes and say "not resolved" plainly; the rounds go
+# where they decide something: the 1,000 rung, whose memory and CPU ratios (2-3x) resolve with
+# 5 processes a side (docs/reference/statistics.md, "Margins").
+SEED_ROUNDS = 3
 # (in flight, delay ms, rounds). The delay grows with the rung: the server's lateness while it
 # accepts a burst grows with the burst, and its limit is 10% of the delay (row_info). The top
 # rung runs only where the preflight certifies it (the delay server of issue 15 holds ~19,000);
 # one round a model keeps the default run near 90 s there, and gives its costs, not verdicts
-# (fewer than 3 rounds rank nothing: the summary compares at the highest rung with 3).
-LADDER = ((100, 500, 3), (1_000, 2_000, 3), (10_000, 2_000, 1))
+# (fewer than 3 rounds rank nothing: the summary compares at the highest rung with 3). The
+# 1,000 rung's rounds are 1 s so that 5 of them (one per worker process) fit.
+LADDER = ((100, 500, 3), (1_000, 1_000, 5), (10_000, 2_000, 1))
 
 
 @dataclass(frozen=True)
@@ -260,8 +260,7 @@ def story(options) -> list[Shape]:
         SEED_REQUESTS,
         SEED_DELAY_MS,
         SEED_POOL,
-        rounds=math.ceil(SEED_SCALE * options.rounds),
-        processes=math.ceil(SEED_SCALE * options.processes),
+        rounds=min(options.rounds, SEED_ROUNDS),
         models=SEED_MODELS,
     )
     ladder = [
