@@ -323,16 +323,17 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "connections",
-            "200 GETs of 1,000 ms, pools of 20, in four cells, each adding one cost: reuse/plain/ip, "
+            "200 GETs of 2,000 ms, pools of 20, in four cells, each adding one cost: reuse/plain/ip, "
             "new/plain/ip, new/plain/name, new/TLS/name; the seed's gevent models and asyncio, "
             "uvloop and trio, with raw and their default client (issue 17)",
             lambda o: [
                 Shape(
                     "connections",
-                    # Small enough that two shared cores accept 200 new TLS connections within
-                    # the lateness limit (10% of the delay); the preflight says if they do not.
+                    # 200 new TLS connections, their handshakes counted as lateness since issue 24,
+                    # answered 116 ms late (p99) at 1 s here, over the 100 ms allowed: a delay of
+                    # 2 s allows 200 ms, so every cell holds; the preflight says if it does not.
                     200,
-                    1000,
+                    2000,
                     20,
                     rounds=min(o.rounds, 3),
                     cell=cell,
