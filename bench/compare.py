@@ -7,12 +7,15 @@ request and the median wall time. It exits 1 when a machine-independent figure
 regressed past its limit (speedup or efficiency fell, memory per waiting request rose), when
 a row of CURRENT is INVALID, or when a row of BASELINE is missing from CURRENT; 0 otherwise.
 
-A regression is a *different* change (issue 26): the change's interval over worker processes
-(bench/analysis/verdicts.py, the two runs' rounds resampled by process) lies wholly past the
-limit. A change whose point is past the limit but whose interval reaches back inside it is *not
-resolved*: the table says so and the gate lists it, and passes unless --fail-unresolved (two
-runs of a few processes cannot tell it from noise; rerun both with more --bench-processes). A
-figure with fewer than 3 rounds on a side has no interval and is judged on its point, as before.
+A regression is a change past its limit that the runs can tell from noise (issue 26): its point
+is past the limit and its interval over worker processes (bench/analysis/verdicts.py, the two
+runs' rounds resampled by process) excludes "no change". A change whose point is past the limit
+but whose interval holds "no change" is *not resolved*: the table says so and the gate lists it,
+and passes unless --fail-unresolved (two runs of a few processes cannot tell it from noise; rerun
+both with more --bench-processes). A figure with fewer than 3 rounds on a side has no interval
+and is judged on its point, as before. A workload of the baseline that the current run does not
+have (a rung the preflight did not certify there, or a changed workload) is listed as not
+compared, never passed over in silence; --fail-missing-workload fails on it.
 
 It exits 2 on unusable input, and when the two runs ran on different Python versions (feature version,
 e.g. 3.11 against 3.12) unless --allow-python-mismatch. Seconds depend on the machine and are
@@ -150,6 +153,8 @@ class Comparison:
     failures: list[str] = field(default_factory=list)
     # Changes past a limit that the two runs could not tell from noise (see the module's docstring).
     unresolved: list[str] = field(default_factory=list)
+    # Workloads of the baseline the current run does not have: not compared, and said so.
+    missing_workloads: list[str] = field(default_factory=list)
 
 
 def compare_runs(baseline: Run, current: Run, limits: dict[str, float], gate_seconds: bool) -> Comparison:
@@ -161,6 +166,7 @@ def compare_runs(baseline: Run, current: Run, limits: dict[str, float], gate_sec
             f"and {current.path} ({', '.join(current_groups)})"
         )
     result = Comparison()
+    result.missing_workloads = [group for group in base_groups if group not in current_groups]
     for group in common:
         base_rows, current_rows = base_groups[group], current_groups[group]
         by_name = {row.label: row for row in current_rows}
@@ -243,11 +249,13 @@ def _compare_row(group, base, base_rows, now, current_rows, limits, gate_seconds
 
 
 def _resolved(change: Change | None, figure: Figure, limit: float) -> bool:
-    """Whether the change's whole interval lies past the limit; a figure with no interval is
-    judged on its point (the caller found the point past the limit)."""
+    """Whether a change whose point is past the limit is a worsening the runs can tell from
+    noise: its interval excludes "no change" on the worse side. Asking the whole interval to lie
+    past the limit let a 54% slowdown (interval 0.53-0.80 against a 25% limit) pass as not
+    resolved. A figure with no interval is judged on its point (the caller found it past the limit)."""
     if change is None or math.isnan(change.low):
         return True
-    return change.high < 1 - limit if figure.higher_is_better else change.low > 1 + limit
+    return change.high < 1 if figure.higher_is_better else change.low > 1
 
 
 def _fmt(figure: Figure, value: float | None) -> str:
@@ -289,6 +297,11 @@ def render_markdown(comparison: Comparison) -> list[str]:
         for row in table:
             row = row + ("",) * (len(HEADER) - len(row))
             lines.append("| " + " | ".join(row) + " |")
+    if comparison.missing_workloads:
+        lines += [
+            "",
+            "Not compared (in the baseline, not in this run): " + "; ".join(comparison.missing_workloads),
+        ]
     return lines
 
 
@@ -346,8 +359,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fail-unresolved",
         action="store_true",
-        help="also fail on a change past its limit whose interval over the runs' processes reaches back "
-        "inside it (by default listed as not resolved, and passed)",
+        help="also fail on a change past its limit whose interval over the runs' processes holds "
+        "'no change' (by default listed as not resolved, and passed)",
+    )
+    parser.add_argument(
+        "--fail-missing-workload",
+        action="store_true",
+        help="also fail when a workload of the baseline is missing from the current run (by default "
+        "listed as not compared, and passed: a rung the preflight does not certify on this machine)",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="print the tables as Markdown (for a CI job summary)"
@@ -392,10 +411,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         for unresolved in comparison.unresolved:
             print(f"  - {unresolved}")
-    failures = comparison.failures + (comparison.unresolved if args.fail_unresolved else [])
+    if comparison.missing_workloads:
+        print(
+            f"not compared ({len(comparison.missing_workloads)}): workloads of the baseline the current run "
+            "does not have" + (" (failing: --fail-missing-workload)" if args.fail_missing_workload else "")
+        )
+        for group in comparison.missing_workloads:
+            print(f"  - {group}")
+    missing = [f"{group}: missing from the current run" for group in comparison.missing_workloads]
+    failures = (
+        comparison.failures
+        + (comparison.unresolved if args.fail_unresolved else [])
+        + (missing if args.fail_missing_workload else [])
+    )
     if failures:
         print(f"gate: FAIL ({len(failures)})")
-        for failure in comparison.failures:
+        for failure in failures:
             print(f"  - {failure}")
         return 1
     print("gate: PASS")

@@ -210,3 +210,37 @@ def test_report_replaces_an_old_one_only_when_complete(tmp_path):
     assert (out / "old.txt").exists(), "a failed report must not touch the previous one"
     assert report.main([str(BASELINE), "--out", str(out)]) == 0
     assert not (out / "old.txt").exists()
+
+
+def test_a_jittered_regression_past_the_limit_fails(tmp_path, baseline_document, capsys):
+    """The outside review's case: one ladder row 50% slower with ±6% jitter between its rounds.
+    Its interval (about 0.5-0.8 of the old efficiency) excludes "no change": a regression, even
+    though it also reaches inside the 20% limit (which the former rule passed as not resolved)."""
+    slow = copy.deepcopy(baseline_document)
+    jitter = (0.94, 1.0, 1.06)
+    for bench in slow["benchmarks"]:
+        info = bench["extra_info"]
+        if info["scenario"] == "ladder" and info["strategy"] == "gevent-joinall" and info["requests"] == 100:
+            info["rounds_by_process"] = [
+                [s * 1.5 * jitter[(i + j) % 3] for j, s in enumerate(group)]
+                for i, group in enumerate(info["rounds_by_process"])
+            ]
+            bench["stats"]["data"] = [s for group in info["rounds_by_process"] for s in group]
+            info["efficiency"] /= 1.5
+    assert compare.main([str(BASELINE), str(write(tmp_path, "slow.json", slow))]) == 1
+    out = capsys.readouterr().out
+    assert "gate: FAIL" in out and "gevent-joinall[raw]: efficiency" in out
+
+
+def test_a_workload_missing_from_the_current_run_is_listed_and_fails_on_request(
+    tmp_path, baseline_document, capsys
+):
+    top = max(b["extra_info"]["requests"] for b in baseline_document["benchmarks"])
+    fewer = copy.deepcopy(baseline_document)
+    fewer["benchmarks"] = [b for b in fewer["benchmarks"] if b["extra_info"]["requests"] != top]
+    current = write(tmp_path, "fewer.json", fewer)
+    assert compare.main([str(BASELINE), str(current)]) == 0
+    out = capsys.readouterr().out
+    assert "not compared (1): workloads of the baseline the current run does not have" in out
+    assert compare.main([str(BASELINE), str(current), "--fail-missing-workload"]) == 1
+    assert "missing from the current run" in capsys.readouterr().out
