@@ -333,7 +333,8 @@ def refused_by_server_cap(rounds: list[dict]) -> bool:
 
 
 def lateness_owner(rounds: list[dict], workload: Workload) -> dict:
-    """Whose a late row's lateness is (issue 22, item 2), judged on its latest round.
+    """Whose a late row's lateness is (issue 22, item 2), judged on its latest round (the one
+    with the largest lateness).
 
     The model's cost if the share of the server's wait for a CPU that the worker accounts for
     (``MODEL_WAIT_SHARE_OF_LATENESS``) could have made a sizeable part of the lateness; else the
@@ -356,18 +357,25 @@ def lateness_owner(rounds: list[dict], workload: Workload) -> dict:
     if not late:
         return figures
     latest = max(late, key=lambda r: r["server_lateness_p99_ms"])
-    wait, worker_cpu = latest.get("server_run_queue_wait_seconds"), latest.get("cpu_seconds")
+    # The most one server worker waited (a request waits only on its own worker); the total over
+    # the server's processes for rounds recorded before that figure.
+    wait = latest.get("server_worker_wait_max_seconds", latest.get("server_run_queue_wait_seconds"))
+    worker_cpu = latest.get("cpu_seconds")
     if wait is None or worker_cpu is None:
         figures["lateness_attribution"] = "whose, unknown: the server's run-queue wait was not measured"
         return figures
     # Without the machine's figure (a round recorded before issue 22), no other program is seen.
     server_cpu = latest.get("server_cpu_seconds") or 0.0
     others = max(0.0, (latest.get("machine_cpu_seconds") or 0.0) - worker_cpu - server_cpu)
-    share = worker_cpu / (worker_cpu + others) if worker_cpu + others > 0 else 0.0
+    # The server's own processes compete for the cores too (two workers and their parent beside
+    # the client): the worker's share is of everything that ran, the server's CPU included, so the
+    # instrument's contention with itself is never put on the model.
+    busy = worker_cpu + others + server_cpu
+    share = worker_cpu / busy if busy > 0 else 0.0
     sizeable = MODEL_WAIT_SHARE_OF_LATENESS * latest["server_lateness_p99_ms"] / 1000
     said = (
         f"the server waited {wait * 1000:.0f} ms for a CPU while the worker ran {worker_cpu:.2f} s "
-        f"({share:.0%} of the CPU time it and other programs used meanwhile)"
+        f"({share:.0%} of the CPU time it, the server and other programs used meanwhile)"
     )
     if wait * share >= sizeable:
         owner, whose = "model", "the model's cost"

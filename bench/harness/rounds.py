@@ -160,6 +160,12 @@ class RoundRecorder:
                 record["server_run_queue_wait_seconds"] = (
                     None if wait is None else wait - (window.get("run_queue_wait_seconds") or 0.0)
                 )
+                # ...and the most any one server worker waited (each answers its own requests: two
+                # workers' waits summed would count one late instant twice). Since the reset.
+                waits = [w.get("run_queue_wait_seconds") for w in stats.get("per_worker", [])]
+                record["server_worker_wait_max_seconds"] = max(
+                    (w for w in waits if w is not None), default=None
+                )
                 # The server's own count, from its network namespace: the one that holds its
                 # listen queue, wherever it runs (design rule 9).
                 record["listen_overflows"] = stats.get("listen_overflows", record["listen_overflows"])
