@@ -432,6 +432,10 @@ class DelayProtocol(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self.queue.clear()
+        # The parser holds this protocol (its callbacks) and this protocol the parser: with the
+        # cyclic GC off in the workers (a collection only at a stats reset), every closed
+        # connection would otherwise stay in memory until one, ~2 KB each (outside review).
+        self.parser = None
         if self.in_flight:  # the client hung up mid-delay (or mid-stall): free its slot now
             self.in_flight = False
             self.stats.leave()

@@ -235,3 +235,31 @@ def test_a_tls_clients_own_turn_in_the_handshake_is_not_the_servers_lateness():
         stats = server.stats()
     assert stats["served"] == 1
     assert stats["lateness_ms"]["max"] < pause_s * 1000 / 2
+
+
+def test_a_closed_connection_is_freed_without_the_cyclic_collector():
+    """The server's workers run with the cyclic GC off (collected only at a stats reset): a closed
+    connection must not stay in memory through a parser <-> protocol cycle until then."""
+    import asyncio
+    import gc
+    import weakref
+    from types import SimpleNamespace
+
+    from servers.app import DelayProtocol
+
+    stats = SimpleNamespace(connection_closed=lambda: None, leave=lambda: None)
+    fake_app = SimpleNamespace(stats=stats, connections=set())
+
+    async def open_and_close():
+        protocol = DelayProtocol(fake_app, accepted_at=0.0)
+        protocol.connection_lost(None)
+        return weakref.ref(protocol)
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        ref = asyncio.run(open_and_close())
+        assert ref() is None, "the protocol outlived its connection: a reference cycle holds it"
+    finally:
+        if enabled:
+            gc.enable()
