@@ -316,3 +316,18 @@ def test_every_case_at_once_stays_within_the_lines_and_keeps_the_claim_last():
         "ladder at 20,000: threads[raw]: above 10000",
     ):
         assert named in text
+
+
+def test_a_row_that_held_the_rung_in_only_some_rounds_did_not_hold_it():
+    """Held means every round reached the rung: the worst round decides, not the best."""
+    from bench.analysis.story import held
+
+    rows = {
+        "all": story_row("ladder", "threads", "raw", [1.0, 1.0, 1.0]),
+        "one": story_row("ladder", "threads", "raw", [1.0, 1.0, 1.0]),
+    }
+    for row in rows.values():
+        row.info["max_in_flight_allowed"] = row.info["client_max_in_flight"] = 1000
+    rows["all"].info["client_reached_in_flight"] = 1000
+    rows["one"].info["client_reached_in_flight"] = 700
+    assert held(rows["all"]) and not held(rows["one"])

@@ -186,6 +186,11 @@ def row_info(
         else _median(complete, "round_trip_seconds")
     )
     client_in_flight = _worst(complete, "client_max_in_flight")
+    # What the row held in its worst round: "held the rung" means every round reached it.
+    in_flight_each = [
+        r["client_max_in_flight"] for r in complete if r.get("client_max_in_flight") is not None
+    ]
+    reached = min(in_flight_each) if in_flight_each else None
     above_idle = _worst(complete, "peak_rss_above_idle_bytes")
     ideal = workload.ideal_seconds(allowed)
     cores = efficiency_cores(strategy, allowed)
@@ -238,6 +243,7 @@ def row_info(
         "worker_nice": _first(complete, "worker_nice"),
         "monkey_patched": monkey_patched,
         "client_max_in_flight": client_in_flight,
+        "client_reached_in_flight": reached,
         "latency_p50_ms": _median(complete, "latency_p50_ms"),
         "latency_p99_ms": _median(complete, "latency_p99_ms"),
         "server_lateness_p99_ms": _worst(complete, "server_lateness_p99_ms"),
@@ -268,9 +274,7 @@ def row_info(
         "serialized": serialized_note(_worst(complete, "server_max_in_flight"), allowed),
         # More than 1: the figure depends on the machine's cores, and the gate does not hold it fixed.
         "efficiency_cores": cores,
-        "cpu_bound": bool(
-            client_in_flight is not None and client_in_flight < CPU_BOUND_IN_FLIGHT_SHARE * allowed
-        ),
+        "cpu_bound": bool(reached is not None and reached < CPU_BOUND_IN_FLIGHT_SHARE * allowed),
         "round_seconds": [r["round_trip_seconds"] for r in complete],
         "processes": len({r.get("process", 0) for r in rounds}),
         # The verdicts' bootstrap resamples these groups, then the rounds within each.

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from bench.analysis.summary import Row, format_bytes, head_to_heads, reference_for
+from bench.analysis.summary import Row, format_bytes, head_to_heads, reached_in_flight, reference_for
 from bench.analysis.verdicts import (
     MIN_ROUNDS_FOR_INTERVAL,
     Margins,
@@ -106,16 +106,18 @@ class Comparisons:
 
 
 def held(row: Row) -> bool:
-    """The row reached every request in flight its model allows (client_max_in_flight vs
+    """The row reached every request in flight its model allows, in every round (its worst vs
     max_in_flight_allowed): only then are its costs the rung's (issue 22, item 4)."""
-    reached, asked = row.info.get("client_max_in_flight"), row.info.get("max_in_flight_allowed")
+    reached, asked = reached_in_flight(row.info), row.info.get("max_in_flight_allowed")
     return reached is None or asked is None or reached >= asked
 
 
 def reached(row: Row) -> str:
     """'threads reached 4,369 of 10,000 in flight'."""
     info = row.info
-    return f"{row.strategy} reached {info['client_max_in_flight']:,} of {info['max_in_flight_allowed']:,} in flight"
+    return (
+        f"{row.strategy} reached {reached_in_flight(info):,} of {info['max_in_flight_allowed']:,} in flight"
+    )
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,7 @@ def _ladder_lines(
 
 
 def _reached_only(row: Row) -> str:
-    return f"{row.info['client_max_in_flight']:,} of {row.info['max_in_flight_allowed']:,} in flight"
+    return f"{reached_in_flight(row.info):,} of {row.info['max_in_flight_allowed']:,} in flight"
 
 
 def _efficiency(row: Row) -> str:

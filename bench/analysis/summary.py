@@ -90,6 +90,12 @@ def rows_from_session(benchmarks) -> list[Row]:
     ]
 
 
+def reached_in_flight(info: dict) -> int | None:
+    """The most requests the client had in flight in the row's worst round (runs saved before
+    that figure give the best round's)."""
+    return info.get("client_reached_in_flight", info.get("client_max_in_flight"))
+
+
 def format_bytes(count: float | None) -> str:
     if count is None:
         return "-"
@@ -111,9 +117,7 @@ def notes(info: dict) -> str:
     if info.get("serialized"):
         marks.append(info["serialized"])
     elif info.get("cpu_bound"):
-        marks.append(
-            f"cpu-bound ({info['client_max_in_flight']} of {info['max_in_flight_allowed']} in flight)"
-        )
+        marks.append(f"cpu-bound ({reached_in_flight(info)} of {info['max_in_flight_allowed']} in flight)")
     if info["monkey_patched"]:
         marks.append("patched")
     if (info.get("memory_method") or "").startswith(PSS_METHOD_PREFIX):  # older runs sampled it mid-round
@@ -237,9 +241,7 @@ def verdict_lines(rows: list[Row]) -> list[str]:
         if info.get("serialized"):
             facts += f"; {info['serialized']}: the patch did not reach the driver"
         elif info.get("cpu_bound"):
-            facts += (
-                f"; cpu-bound: {info['client_max_in_flight']} of {info['max_in_flight_allowed']} in flight"
-            )
+            facts += f"; cpu-bound: {reached_in_flight(info)} of {info['max_in_flight_allowed']} in flight"
         reference = reference_for(row, rows)
         if reference is row:
             lines.append(f"{label} the reference ({facts})")

@@ -24,6 +24,7 @@ from bench.analysis.summary import (
     Row,
     format_bytes,
     memory_cells,
+    reached_in_flight,
     reference_for,
     verdict_lines,
 )
@@ -86,7 +87,7 @@ def ladder_table(run: Run, rows: list[Row]) -> str:
                 (
                     f"{requests:,} ({info['delay_ms']:,} ms)" if position == 0 else "",
                     row.strategy if row.valid else f"{row.strategy}, INVALID: {info.get('invalid_reason')}",
-                    _of(info["client_max_in_flight"], info["max_in_flight_allowed"]),
+                    _of(reached_in_flight(info), info["max_in_flight_allowed"]),
                     _seconds(row.median_seconds)
                     + (f" ({info['ideal_seconds']:.3f})" if position == 0 else ""),
                     str(len(row.round_seconds)),
