@@ -90,3 +90,17 @@ def test_a_healthy_round_has_its_server_figures(delay_server):
     assert isinstance(info["listen_overflows"], int)  # read, for the whole namespace (kernel.py)
     assert info["server_lateness_p99_ms"] is not None
     assert info["latency_p50_ms"] >= 200  # the server never answers early
+
+
+def test_a_pool_that_caps_below_the_clients_in_flight_is_invalid():
+    """The client started 200 requests but the server never saw more than 20 at once: a pool
+    between them queued the rest (no connection opened in the round, so nothing else says so)."""
+    from bench.analysis.row_info import capped_reasons
+
+    fine = {"client_max_in_flight": 200, "server_max_in_flight": 199}
+    capped = {"client_max_in_flight": 200, "server_max_in_flight": 20}
+    serialized = {"client_max_in_flight": 200, "server_max_in_flight": 1}
+    assert capped_reasons([fine, fine]) == []
+    assert capped_reasons([serialized]) == []  # a trap row: said "serialized" elsewhere
+    (reason,) = capped_reasons([fine, capped])
+    assert "saw at most 20 in flight while the client had 200 started (1 of 2 rounds)" in reason
