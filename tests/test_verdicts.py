@@ -92,7 +92,7 @@ def test_the_margins_a_run_recorded_are_the_ones_it_is_read_with():
 
 
 def test_slower_is_said_as_slower():
-    result = speedup([1.0, 1.01, 0.99, 1.0, 1.0], [2.0, 2.02, 1.98, 2.0, 2.01])
+    result = speedup([[1.0, 1.01], [0.99, 1.0], [1.0, 1.02]], [[2.0, 2.02], [1.98, 2.0], [2.01, 2.0]])
     assert result.describe("sequential").startswith("2.0x slower than sequential")
 
 
@@ -244,3 +244,12 @@ def test_the_spread_script_reads_the_aa_twins_from_a_saved_run(capsys):
     assert "between processes, CPU:" in out
     with pytest.raises(SystemExit):
         main(["--repeated", str(PROJECT_ROOT / "results/runs/six1.json")])
+
+
+def test_one_process_a_side_is_never_resolved():
+    """Five tight rounds in one process each: the interval sees no between-process noise, so
+    however far apart the rows are, the verdict is undetermined (it says why in its interval)."""
+    from bench.analysis.verdicts import Verdict, speedup
+
+    s = speedup([[1.0, 1.01, 0.99, 1.0, 1.02]], [[0.5, 0.51, 0.49, 0.5, 0.52]])
+    assert s.processes == 1 and s.verdict is Verdict.UNDETERMINED

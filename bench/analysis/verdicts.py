@@ -108,6 +108,10 @@ class Speedup(NamedTuple):
     def verdict(self) -> Verdict:
         if not self.has_interval:
             return Verdict.NOT_RANKED
+        if self.processes == 1:
+            # Rounds of one process are blind to the noise between processes (design rule 8):
+            # such an interval can neither call two rows the same nor different.
+            return Verdict.UNDETERMINED
         edge = 1 + self.margin
         if self.low > edge or self.high < 1 / edge:
             return Verdict.DIFFERENT
