@@ -135,8 +135,12 @@ def repo(tmp_path) -> Path:
 
 
 def test_a_clean_run_at_an_ancestor_commit_passes(repo):
+    (repo / ".gitignore").write_text("results/\n")
+    _git(repo, "add", ".gitignore")
+    _git(repo, "commit", "-qm", "ignore what runs write")
     start = provenance.tree_state(repo)
-    (repo / "new.txt").write_text("untracked files do not make a tree dirty\n")
+    (repo / "results").mkdir()
+    (repo / "results" / "run.json").write_text("what a run writes, ignored, does not make a tree dirty\n")
     context = {provenance.KEY: {"start": start, "end": provenance.tree_state(repo)}}
     assert start["dirty"] is False
     assert provenance.cited_run_problems(context, repo) == []
@@ -144,6 +148,12 @@ def test_a_clean_run_at_an_ancestor_commit_passes(repo):
     _git(repo, "commit", "-qam", "two")
     assert provenance.cited_run_problems(context, repo) == [], "an older commit of the history is fine"
     assert provenance.duration_seconds(context) >= 0
+
+
+def test_an_untracked_file_makes_a_tree_dirty(repo):
+    """An untracked pytest.ini or module changes what a run runs: the tree is not clean."""
+    (repo / "pytest.ini").write_text("[pytest]\n")
+    assert provenance.tree_state(repo)["dirty"] is True
 
 
 def test_a_run_on_a_dirty_tree_fails(repo):

@@ -39,7 +39,9 @@ def tree_state(repo: Path) -> dict:
     head = _git(repo, "rev-parse", "HEAD")
     if head.returncode != 0:
         return {"commit": None, "dirty": None, "at": at}
-    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    # Untracked files count (an untracked pytest.ini or module changes what runs); what a run
+    # writes itself (results/<machine>/, .venv/) is in .gitignore, so it never dirties the next.
+    status = _git(repo, "status", "--porcelain", "--untracked-files=normal")
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip()), "at": at}
 
 
