@@ -178,6 +178,8 @@ class Shape:
         in_flight = strategy.fanout.max_in_flight(self.requests, self.concurrency)
         if client is None:
             return self.requests * CPU_TASK_MS / 1000
+        if client.runs_serialized(strategy):  # a trap row: one request at a time
+            in_flight = 1
         waves = math.ceil(self.requests / in_flight)
         return waves * self.delay_ms / 1000 + client.estimated_cpu_seconds(self.requests, in_flight)
 

@@ -61,7 +61,7 @@ BAD_OPTIONS = pytest.mark.parametrize(
         ),
         (
             "--bench-client=geventhttpclient --bench-strategies=threads,gevent-pool",
-            "--bench-client geventhttpclient leaves threads with no client (threads needs one of requests, httpx, urllib3, raw)",
+            "--bench-client geventhttpclient leaves threads with no client (threads needs one of requests, httpx, urllib3, raw, pycurl, pyreqwest)",
         ),
         # A workload shaped for a scenario that is not run would be silently ignored.
         (

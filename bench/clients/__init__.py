@@ -51,10 +51,16 @@ class Client:
     # A module the gevent worker imports before it patches, as a program that imports its
     # driver at the top would: the trap row of issue 18 (bench/harness/gevent_worker.py).
     imports_before_patch: str | None = None
+    # False where its IO is not Python's socket (C or Rust doing its own): gevent's patch cannot
+    # reach it, so under gevent its requests go out one at a time (a trap row, shown serialized).
+    patch_reaches_io: bool = True
 
     def estimated_cpu_seconds(self, requests: int, in_flight: int) -> float:
         per_request_ms = self.cpu_ms_per_request + self.cpu_ms_per_request_per_in_flight * in_flight
         return requests * per_request_ms / 1000
+
+    def runs_serialized(self, strategy) -> bool:
+        return strategy.gevent and not self.patch_reaches_io
 
     def serves(self, strategy) -> bool:
         return strategy.api in self.apis and (strategy.gevent or not self.gevent_only)
@@ -94,6 +100,21 @@ CLIENTS: dict[str, Client] = {
             cpu_ms_per_request=0.5,
         ),
         Client("raw", "bench.clients.raw", (BLOCKING, ASYNCIO, TRIO), cpu_ms_per_request=0.5),
+        # Clients whose IO is not Python (issue 25): libcurl, and reqwest on tokio's thread.
+        Client(
+            "pycurl",
+            "bench.clients.pycurl_client",
+            (BLOCKING, ASYNCIO),
+            cpu_ms_per_request=0.5,
+            patch_reaches_io=False,
+        ),
+        Client(
+            "pyreqwest",
+            "bench.clients.pyreqwest_client",
+            (BLOCKING, ASYNCIO),
+            cpu_ms_per_request=0.5,
+            patch_reaches_io=False,
+        ),
         Client(
             "urllib", "bench.clients.urllib_client", (BLOCKING,), cpu_ms_per_request=1.0, connections=(NEW,)
         ),
@@ -108,8 +129,11 @@ CLIENTS: dict[str, Client] = {
             gevent_only=True,
             target=POSTGRES,
             imports_before_patch="psycopg",
+            patch_reaches_io=False,
         ),
-        Client("psycopg2", "bench.clients.psycopg2_client", (BLOCKING,), target=POSTGRES),
+        Client(
+            "psycopg2", "bench.clients.psycopg2_client", (BLOCKING,), target=POSTGRES, patch_reaches_io=False
+        ),
         Client(
             "psycopg2-psycogreen",
             "bench.clients.psycogreen_client",
