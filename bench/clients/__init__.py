@@ -107,6 +107,7 @@ CLIENTS: dict[str, Client] = {
             (BLOCKING, ASYNCIO),
             cpu_ms_per_request=0.5,
             patch_reaches_io=False,
+            resolver_note="libcurl's threaded resolver (getaddrinfo on a thread of its own per lookup)",
         ),
         Client(
             "pyreqwest",
@@ -114,6 +115,7 @@ CLIENTS: dict[str, Client] = {
             (BLOCKING, ASYNCIO),
             cpu_ms_per_request=0.5,
             patch_reaches_io=False,
+            resolver_note="hyper's GaiResolver (getaddrinfo on tokio's blocking threads)",
         ),
         Client(
             "urllib", "bench.clients.urllib_client", (BLOCKING,), cpu_ms_per_request=1.0, connections=(NEW,)
