@@ -246,6 +246,16 @@ def test_a_client_the_patch_cannot_reach_runs_serialized_under_gevent(delay_serv
         assert serialized_note(result["client_max_in_flight"], n) == f"serialized: 1 in flight of {n}", name
 
 
+def test_a_native_clients_own_threads_are_counted(delay_server):
+    """reqwest's requests run on tokio's OS thread: the row's OS threads show it beside the loop's."""
+    pairs = [(STRATEGIES["asyncio-gather"], CLIENTS[name]) for name in ("raw", "pyreqwest")]
+    results = run_side_by_side(
+        pairs, lambda pair: Workload(delay_server.base_url, requests=4, delay_ms=0, concurrency=4)
+    )
+    assert results["asyncio-gather[raw]"]["os_threads_peak"] == 1
+    assert results["asyncio-gather[pyreqwest]"]["os_threads_peak"] >= 2
+
+
 def test_geventhttpclient_is_refused_outside_a_patched_worker(delay_server):
     workload = Workload(delay_server.base_url, requests=1, delay_ms=0, concurrency=1)
     refused = r"client geventhttpclient cannot serve threads .*in a patched worker only"
