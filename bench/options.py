@@ -10,7 +10,8 @@ import argparse
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bench.clients import CLIENTS, DEFAULT_CLIENT
+from bench.clients import CLIENTS, DEFAULT_CLIENT, OWN_CLIENT
+from bench.clients.byo import FetchSpecError, parse_spec
 from bench.harness import priority
 from bench.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from bench.strategies import STRATEGIES, Fanout
@@ -63,6 +64,8 @@ class BenchOptions:
     db_dsn: str | None = None
     # Which of SHAPING_OPTIONS the command line gave: they must reach a scenario that uses them.
     shaped: tuple[str, ...] = ()
+    # --bench-fetch: a user's own IO, package.module:name, sent in quick's shape (bench/clients/byo.py).
+    fetch: str | None = None
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -76,7 +79,7 @@ class BenchOptions:
             rounds=config.getoption("bench_rounds"),
             # --bench-requests or --bench-delay-ms with no scenario named: the workload they shape.
             scenarios=config.getoption("bench_scenario")
-            if _given(config, "--bench-scenario") or not shaped
+            if _given(config, "--bench-scenario") or not (shaped or config.getoption("bench_fetch"))
             else (SHAPED_SCENARIO,),
             processes=config.getoption("bench_processes"),
             max_seconds=config.getoption("bench_max_seconds"),
@@ -90,6 +93,7 @@ class BenchOptions:
             server_url=config.getoption("bench_server_url"),
             server_priority=config.getoption("bench_server_priority"),
             db_dsn=config.getoption("bench_db_dsn"),
+            fetch=config.getoption("bench_fetch"),
         )
 
     def check(self) -> None:
@@ -113,6 +117,15 @@ class BenchOptions:
             raise ValueError(
                 f"{asked} needs the suite's own delay server (its CA, both loopback addresses), not "
                 f"--bench-server-url {self.server_url}: drop one of them"
+            )
+        if self.fetch and (self.scenarios != (SHAPED_SCENARIO,) or self.clients is not None):
+            raise ValueError(
+                f"--bench-fetch {self.fetch} runs the {SHAPED_SCENARIO} scenario's shape with your own IO "
+                "in place of a client: drop --bench-scenario other than quick, and --bench-client"
+            )
+        if self.clients is not None and OWN_CLIENT in self.clients:
+            raise ValueError(
+                f"--bench-client {OWN_CLIENT} is --bench-fetch's row: name your factory with --bench-fetch"
             )
         if self.clients is None:
             return
@@ -204,6 +217,14 @@ client_names = _names_from(CLIENTS, "client")
 scenario_names = _names_from(SCENARIOS, "scenario")
 
 
+def fetch_spec(text: str) -> str:
+    try:
+        parse_spec(text)
+    except FetchSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def server_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme != "http" or not parts.hostname or parts.query or parts.path not in ("", "/"):
@@ -286,6 +307,16 @@ def add_options(parser) -> None:
         f"becomes a row (known: {', '.join(CLIENTS)}; default: "
         + ", ".join(f"{name} for {api} strategies" for api, name in DEFAULT_CLIENT.items())
         + ")",
+    )
+    group.addoption(
+        "--bench-fetch",
+        type=fetch_spec,
+        default=None,
+        metavar="package.module:name",
+        help="your own IO in place of an HTTP client: a factory make_fetch(kind, delay_s, in_flight) "
+        "returning the fetch for each model's kind (blocking, asyncio, trio) or None; runs quick's shape "
+        "(--bench-requests, --bench-delay-ms, --bench-concurrency) under every model, with no referee "
+        "(docs/reference/own-io.md)",
     )
     group.addoption(
         "--bench-connection",

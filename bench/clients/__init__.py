@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from bench.targets import DELAY, POSTGRES
+from bench.targets import DELAY, OWN, POSTGRES
 from bench.workload import NEW, REUSE
 
 BLOCKING = "blocking"
@@ -145,6 +145,8 @@ CLIENTS: dict[str, Client] = {
         ),
         Client("asyncpg", "bench.clients.asyncpg_client", (ASYNCIO,), target=POSTGRES),
         Client("pg8000", "bench.clients.pg8000_client", (BLOCKING,), target=POSTGRES),
+        # --bench-fetch: the user's own IO in whichever of the three forms their factory provides.
+        Client("own", "bench.clients.byo", (BLOCKING, ASYNCIO, TRIO), target=OWN, cpu_ms_per_request=0.5),
     )
 }
 
@@ -155,6 +157,8 @@ DEFAULT_CLIENT = {BLOCKING: "requests", ASYNCIO: "aiohttp", TRIO: "httpx"}
 DEFAULT_DB_CLIENT = "psycopg"
 # How a worker's command line says "no client": the CPU-bound control sends no requests.
 NO_CLIENT = "-"
+# The row of --bench-fetch: the user's own IO, no HTTP client.
+OWN_CLIENT = "own"
 # The floor of client cost: what a model costs above it is the model's own cost.
 FLOOR = "raw"
 

@@ -8,5 +8,7 @@ through the same three calls: ``exit_status()``, ``reset_stats()`` and ``stats()
 
 DELAY = "delay"
 POSTGRES = "postgres"
+# A user's own IO (--bench-fetch, bench/clients/byo.py): whatever it talks to, with no referee.
+OWN = "own"
 # How a message names each one.
-TARGET_NAMES = {DELAY: "the delay server", POSTGRES: "PostgreSQL"}
+TARGET_NAMES = {DELAY: "the delay server", POSTGRES: "PostgreSQL", OWN: "your own IO (--bench-fetch)"}
