@@ -164,7 +164,7 @@ def test_every_option_has_help_text(pytestconfig):
         for action in pytestconfig._parser.optparser._actions  # the parser pytest built
         if any(flag.startswith("--bench-") for flag in action.option_strings)
     ]
-    assert len(options) == 19
+    assert len(options) == 20
     for action in options:
         assert action.help and len(action.help) > 30, action.option_strings
         if action.default not in (None, False):
