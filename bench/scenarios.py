@@ -280,7 +280,9 @@ def quick(options) -> list[Shape]:
                 fetch=options.fetch,
             )
         ]
-    return [Shape("quick", options.requests, options.delay_ms, options.concurrency)]
+    # --bench-target postgres: the same shape as SELECT pg_sleep(D) on PostgreSQL (issue 25).
+    target = getattr(options, "target", DELAY)
+    return [Shape("quick", options.requests, options.delay_ms, options.concurrency, target=target)]
 
 
 DEFAULT_SCENARIO = "story"
