@@ -13,6 +13,7 @@ client of our own, not libcurl's interface.
 from __future__ import annotations
 
 import asyncio
+import re
 
 from bench.clients.outcome import asyncio_fetch_from, blocking_fetch_from
 
@@ -47,6 +48,19 @@ def _discard(chunk: bytes) -> None:
     return None
 
 
+class CurlError(Exception):
+    """libcurl's error, its code and message, without the elapsed time libcurl writes into it
+    ("after 1001 milliseconds"): a round's error samples group by message, and the same timeout
+    must read the same whatever the millisecond it fired at."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(f"({code}) {_ELAPSED.sub('', message)}")
+        self.code = code
+
+
+_ELAPSED = re.compile(r" after \d+ (milliseconds|ms)")
+
+
 def blocking_fetch(workload, pool_size: int):
     """An easy handle per request in flight, each keeping its own connection between requests.
 
@@ -64,6 +78,8 @@ def blocking_fetch(workload, pool_size: int):
         try:
             easy.perform()
             return easy.getinfo(pycurl.RESPONSE_CODE)
+        except pycurl.error as exc:
+            raise CurlError(*exc.args) from None
         finally:
             idle.append(easy)
 
@@ -131,7 +147,7 @@ class _MultiOnLoop:
             for easy in done:
                 self._finish(easy, None)
             for easy, code, message in failed:
-                self._finish(easy, self._pycurl.error(code, message))
+                self._finish(easy, CurlError(code, message))
             if not queued:
                 return
 
