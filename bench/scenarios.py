@@ -172,7 +172,13 @@ class Shape:
             WORKER_START_ESTIMATE_S + warmup
         )
         if estimate > options.max_seconds:
-            return f"estimated {estimate:.0f} s > --bench-max-seconds {options.max_seconds:.0f}"
+            # A trap row is too long because it runs one request at a time: say so, not just how long.
+            trap = (
+                "serialized (gevent's patch cannot reach its IO), "
+                if client and client.runs_serialized(strategy)
+                else ""
+            )
+            return f"{trap}estimated {estimate:.0f} s > --bench-max-seconds {options.max_seconds:.0f}"
         if self.target == OWN and strategy.api not in provided_kinds(
             self.fetch, self.delay_ms / 1000, self.requests
         ):

@@ -25,6 +25,8 @@ from bench.analysis.summary import row_label
 from bench.clients import CLIENTS, clients_for
 from bench.clients.http11 import ProtocolError, ResponseReader
 from bench.harness.worker_process import WorkerError, WorkerProcess
+from bench.options import BenchOptions
+from bench.scenarios import SCENARIOS
 from bench.strategies import STRATEGIES, Fanout
 from bench.targets import DELAY
 from bench.workload import Workload, fault_query
@@ -244,6 +246,25 @@ def test_a_client_the_patch_cannot_reach_runs_serialized_under_gevent(delay_serv
         assert (result["ok"], result["errors"]) == (n, 0), (name, result["error_samples"])
         assert result["client_max_in_flight"] == 1, name
         assert serialized_note(result["client_max_in_flight"], n) == f"serialized: 1 in flight of {n}", name
+
+
+def test_a_trap_row_too_long_to_run_says_it_is_serialized():
+    """The clients scenario's 2,000 x 1 s one at a time would take hours: skipped, saying why."""
+    options = BenchOptions(
+        requests=40,
+        delay_ms=250,
+        concurrency=10,
+        strategies=tuple(STRATEGIES),
+        rounds=3,
+        scenarios=("clients",),
+    )
+    [shape] = SCENARIOS["clients"].shapes(options)
+    reasons = {label(pair): shape.skip_reason(*pair, options) for pair in shape.pairs(options)}
+    assert reasons["gevent-joinall[pycurl]"].startswith(
+        "serialized (gevent's patch cannot reach its IO), estimated"
+    )
+    assert reasons["sequential[pycurl]"].startswith("estimated")
+    assert reasons["gevent-joinall[raw]"] is None
 
 
 def test_a_native_clients_own_threads_are_counted(delay_server):
