@@ -17,7 +17,7 @@ from bench.options import BenchOptions
 from bench.reporting import provenance
 from bench.reporting.context import SERVER_INFO, run_context
 from bench.scenarios import CPU_TASK_MS, SCENARIOS, Ladder, Shape
-from bench.targets import POSTGRES
+from bench.targets import DELAY, OWN, POSTGRES
 from bench.workload import HOST_NAME, Workload, by_name, fault_query
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -124,6 +124,16 @@ class Workloads:
         return self.server_priority
 
     def workload(self, shape: Shape) -> Workload:
+        if shape.target == OWN:  # the user's own IO: no server, no URL it reads (bench/clients/byo.py)
+            return Workload(
+                base_url="",
+                requests=shape.requests,
+                delay_ms=shape.delay_ms,
+                concurrency=shape.concurrency,
+                timeout_s=self.options.timeout_s,
+                fetch_spec=shape.fetch,
+                worker_nice=priority.worker_nice_increment(self.options.server_priority),
+            )
         cpu = shape.kind == "cpu"
         database = shape.target == POSTGRES
         cell = shape.connecting(self.options)
@@ -165,7 +175,7 @@ class Workloads:
     def record(self, shape: Shape, strategy, client) -> RowRecord:
         if shape not in self._records:
             rows = [(s, c) for s, c in shape.pairs(self.options) if not self.skip_reason(shape, s, c)]
-            if shape.kind == "io" and shape.target != POSTGRES and rows:
+            if shape.kind == "io" and shape.target == DELAY and rows:
                 self._preflight(shape, rows)
             # The database's referee reads its own statistics; each workload has its own.
             referee = self.target(shape).referee(shape.delay_ms) if shape.target == POSTGRES else None
@@ -173,7 +183,7 @@ class Workloads:
                 self._records[shape] = run_interleaved(
                     rows,
                     self.workload(shape),
-                    referee or (self.target(shape) if shape.kind == "io" else None),
+                    referee or (self.target(shape) if shape.kind == "io" and shape.target != OWN else None),
                     rounds=shape.rounds or self.options.rounds,
                     processes=shape.processes or self.options.processes,
                 )

@@ -11,8 +11,10 @@ from __future__ import annotations
 # Targets (bench/targets/): what the requests go to.
 DELAY = "delay"
 POSTGRES = "postgres"
+# A user's own IO (--bench-fetch, bench/clients/byo.py): whatever it talks to, with no referee.
+OWN = "own"
 # How a message names each one.
-TARGET_NAMES = {DELAY: "the delay server", POSTGRES: "PostgreSQL"}
+TARGET_NAMES = {DELAY: "the delay server", POSTGRES: "PostgreSQL", OWN: "your own IO (--bench-fetch)"}
 
 # The A/A check's twin of a strategy (bench/strategies, COROUTINE_BENCH_AA_TWIN): NAME + this suffix.
 TWIN_SUFFIX = "-twin"

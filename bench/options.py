@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from bench.analysis.verdicts import Margins
-from bench.clients import CLIENTS, DEFAULT_CLIENT
+from bench.clients import CLIENTS, DEFAULT_CLIENT, OWN_CLIENT
+from bench.clients.byo import FetchSpecError, parse_spec
 from bench.harness import priority
 from bench.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from bench.strategies import STRATEGIES, Fanout
-from bench.targets import TARGET_NAMES
+from bench.targets import DELAY, POSTGRES, TARGET_NAMES
 from bench.workload import CONNECTIONS, HOST_IP, HOST_NAME, LOOPBACK_NAME, REQUEST_TIMEOUT_S, REUSE
 
 # The quick workload (and everything): sequential needs N x D = 10 s a round, and D is over
@@ -66,6 +67,10 @@ class BenchOptions:
     shaped: tuple[str, ...] = ()
     # What "the same" means for each figure's verdicts; recorded in every saved row.
     margins: Margins = field(default_factory=Margins)
+    # --bench-fetch: a user's own IO, package.module:name, sent in quick's shape (bench/clients/byo.py).
+    fetch: str | None = None
+    # --bench-target: what quick's shape sends its requests to (the delay server, or PostgreSQL).
+    target: str = DELAY
 
     @classmethod
     def from_config(cls, config) -> BenchOptions:
@@ -79,7 +84,8 @@ class BenchOptions:
             rounds=config.getoption("bench_rounds"),
             # --bench-requests or --bench-delay-ms with no scenario named: the workload they shape.
             scenarios=config.getoption("bench_scenario")
-            if _given(config, "--bench-scenario") or not shaped
+            if _given(config, "--bench-scenario")
+            or not (shaped or config.getoption("bench_fetch") or _given(config, "--bench-target"))
             else (SHAPED_SCENARIO,),
             processes=config.getoption("bench_processes"),
             max_seconds=config.getoption("bench_max_seconds"),
@@ -94,6 +100,8 @@ class BenchOptions:
             server_priority=config.getoption("bench_server_priority"),
             db_dsn=config.getoption("bench_db_dsn"),
             margins=config.getoption("bench_margin"),
+            fetch=config.getoption("bench_fetch"),
+            target=TARGET_OPTIONS[config.getoption("bench_target")],
         )
 
     def check(self) -> None:
@@ -117,6 +125,21 @@ class BenchOptions:
             raise ValueError(
                 f"{asked} needs the suite's own delay server (its CA, both loopback addresses), not "
                 f"--bench-server-url {self.server_url}: drop one of them"
+            )
+        if self.fetch and (self.scenarios != (SHAPED_SCENARIO,) or self.clients is not None):
+            raise ValueError(
+                f"--bench-fetch {self.fetch} runs the {SHAPED_SCENARIO} scenario's shape with your own IO "
+                "in place of a client: drop --bench-scenario other than quick, and --bench-client"
+            )
+        if self.target != DELAY and (self.fetch or set(self.scenarios) != {SHAPED_SCENARIO}):
+            raise ValueError(
+                f"--bench-target {TARGET_OPTION_NAMES[self.target]} drives {SHAPED_SCENARIO}'s shape "
+                f"(the db scenario is the curated tour): run --bench-scenario {SHAPED_SCENARIO} alone"
+                + (", without --bench-fetch" if self.fetch else "")
+            )
+        if self.clients is not None and OWN_CLIENT in self.clients:
+            raise ValueError(
+                f"--bench-client {OWN_CLIENT} is --bench-fetch's row: name your factory with --bench-fetch"
             )
         if self.clients is None:
             return
@@ -164,6 +187,9 @@ class BenchOptions:
 SHAPING_OPTIONS = ("--bench-requests", "--bench-delay-ms")
 SHAPED_BY_OPTIONS = ("quick", "everything")
 SHAPED_SCENARIO = "quick"
+# --bench-target's names: what a user calls each target quick's shape can drive.
+TARGET_OPTIONS = {"http": DELAY, "postgres": POSTGRES}
+TARGET_OPTION_NAMES = {target: name for name, target in TARGET_OPTIONS.items()}
 
 
 def _given(config, option: str) -> bool:
@@ -206,6 +232,14 @@ def _names_from(registry: dict, kind: str):
 strategy_names = _names_from(STRATEGIES, "strategy")
 client_names = _names_from(CLIENTS, "client")
 scenario_names = _names_from(SCENARIOS, "scenario")
+
+
+def fetch_spec(text: str) -> str:
+    try:
+        parse_spec(text)
+    except FetchSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def server_url(text: str) -> str:
@@ -328,6 +362,24 @@ def add_options(parser) -> None:
         f"becomes a row (known: {', '.join(CLIENTS)}; default: "
         + ", ".join(f"{name} for {api} strategies" for api, name in DEFAULT_CLIENT.items())
         + ")",
+    )
+    group.addoption(
+        "--bench-target",
+        choices=tuple(TARGET_OPTIONS),
+        default="http",
+        help="what quick's shape (--bench-requests, --bench-delay-ms, --bench-concurrency) sends its "
+        "requests to: http, the delay server, or postgres, SELECT pg_sleep(D) on PostgreSQL with its "
+        "drivers as clients (default psycopg) and the database as referee (default http)",
+    )
+    group.addoption(
+        "--bench-fetch",
+        type=fetch_spec,
+        default=None,
+        metavar="package.module:name",
+        help="your own IO in place of an HTTP client: a factory make_fetch(kind, delay_s, in_flight) "
+        "returning the fetch for each model's kind (blocking, asyncio, trio) or None; runs quick's shape "
+        "(--bench-requests, --bench-delay-ms, --bench-concurrency) under every model, with no referee "
+        "(docs/reference/own-io.md)",
     )
     group.addoption(
         "--bench-connection",

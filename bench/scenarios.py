@@ -17,10 +17,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.clients import CLIENTS, DEFAULT_CLIENT, FLOOR, Client, clients_for
+from bench.clients import CLIENTS, DEFAULT_CLIENT, FLOOR, OWN_CLIENT, Client, clients_for
+from bench.clients.byo import provided_kinds
 from bench.names import LADDER_CLIENT, LADDER_MODELS
 from bench.strategies import STRATEGIES, Strategy
-from bench.targets import DELAY, POSTGRES
+from bench.targets import DELAY, OWN, POSTGRES
 from bench.workload import HOST_IP, HOST_NAME, NEW, REUSE
 
 # Starting a worker (imports, the gevent patch, the client's session) takes well under this.
@@ -119,6 +120,8 @@ class Shape:
     # beside each model's default client.
     cell: Cell | None = None
     with_floor: bool = False
+    # --bench-fetch's factory, for the target OWN: the user's own IO (bench/clients/byo.py).
+    fetch: str | None = None
 
     def connecting(self, options) -> Cell:
         return self.cell or Cell.from_options(options)
@@ -129,6 +132,10 @@ class Shape:
             return f"{self.scenario}: {self.requests} CPU tasks of ~{CPU_TASK_MS} ms, C={self.concurrency}"
         if self.target == POSTGRES:
             return f"{self.scenario}: {self.requests} x pg_sleep of {self.delay_ms} ms, C={self.concurrency}"
+        if self.target == OWN:
+            return (
+                f"{self.scenario}: {self.requests} x {self.fetch} of {self.delay_ms} ms, C={self.concurrency}"
+            )
         if self.rung:
             return f"{self.scenario}: {self.requests} in flight x {self.delay_ms} ms, {self.client} client"
         cell = f" {self.cell.label}" if self.cell else ""
@@ -172,7 +179,17 @@ class Shape:
             WORKER_START_ESTIMATE_S + warmup
         )
         if estimate > options.max_seconds:
-            return f"estimated {estimate:.0f} s > --bench-max-seconds {options.max_seconds:.0f}"
+            # A trap row is too long because it runs one request at a time: say so, not just how long.
+            trap = (
+                "serialized (gevent's patch cannot reach its IO), "
+                if client and client.runs_serialized(strategy)
+                else ""
+            )
+            return f"{trap}estimated {estimate:.0f} s > --bench-max-seconds {options.max_seconds:.0f}"
+        if self.target == OWN and strategy.api not in provided_kinds(
+            self.fetch, self.delay_ms / 1000, self.requests
+        ):
+            return f"{self.fetch} provides no {strategy.api} fetch"
         return None
 
     def estimated_warmup_seconds(self, strategy: Strategy, client: Client | None) -> float:
@@ -185,6 +202,8 @@ class Shape:
         in_flight = strategy.fanout.max_in_flight(self.requests, self.concurrency)
         if client is None:
             return self.requests * CPU_TASK_MS / 1000
+        if client.runs_serialized(strategy):  # a trap row: one request at a time
+            in_flight = 1
         waves = math.ceil(self.requests / in_flight)
         return waves * self.delay_ms / 1000 + client.estimated_cpu_seconds(self.requests, in_flight)
 
@@ -280,7 +299,21 @@ def story(options) -> list[Shape]:
 
 
 def quick(options) -> list[Shape]:
-    return [Shape("quick", options.requests, options.delay_ms, options.concurrency)]
+    if getattr(options, "fetch", None):  # the user's own IO in place of a client (issue 25)
+        return [
+            Shape(
+                "quick",
+                options.requests,
+                options.delay_ms,
+                options.concurrency,
+                client=OWN_CLIENT,
+                target=OWN,
+                fetch=options.fetch,
+            )
+        ]
+    # --bench-target postgres: the same shape as SELECT pg_sleep(D) on PostgreSQL (issue 25).
+    target = getattr(options, "target", DELAY)
+    return [Shape("quick", options.requests, options.delay_ms, options.concurrency, target=target)]
 
 
 DEFAULT_SCENARIO = "story"

@@ -67,6 +67,8 @@ class Workload:
     connection: str = REUSE
     # --bench-tls: the PEM of the CA every client verifies the server against ("" for plain HTTP).
     ca_file: str = ""
+    # --bench-fetch: the user's factory, package.module:name (bench/clients/byo.py); "" for none.
+    fetch_spec: str = ""
 
     @property
     def new_connections(self) -> bool:

@@ -127,6 +127,31 @@ def test_the_referee_reads_the_execute_steps_duration_from_the_log_not_parse_or_
     assert [float(m.group(1)) for m in postgres.LOGGED_SLEEP.finditer(log)] == [101.25, 100.5, 102.0]
 
 
+def test_quick_drives_postgres_with_bench_target():
+    """Issue 25: quick's N, D and C as pg_sleep on PostgreSQL, the drivers as clients, the cluster sized to N."""
+    options = BenchOptions(
+        requests=300,
+        delay_ms=200,
+        concurrency=10,
+        strategies=("threads", "gevent-joinall", "asyncio-gather"),
+        rounds=3,
+        scenarios=("quick",),
+        clients=("psycopg", "asyncpg"),
+        target=POSTGRES,
+    )
+    options.check()
+    [shape] = SCENARIOS["quick"].shapes(options)
+    assert (shape.target, shape.requests, shape.delay_ms) == (POSTGRES, 300, 200)
+    assert shape.group == "quick: 300 x pg_sleep of 200 ms, C=10"
+    assert {label(pair) for pair in shape.pairs(options)} == {
+        "threads[psycopg]",
+        "gevent-joinall[psycopg]",
+        "asyncio-gather[psycopg]",
+        "asyncio-gather[asyncpg]",
+    }
+    assert database_in_flight(options) == 300
+
+
 def test_the_db_scenario_sizes_the_cluster_and_keeps_the_trap_rows():
     options = BenchOptions(requests=40, delay_ms=250, concurrency=10, strategies=tuple(STRATEGIES), rounds=5)
     assert database_in_flight(options) == 0  # quick alone starts no cluster's worth of connections

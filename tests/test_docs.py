@@ -75,6 +75,8 @@ def as_documented(name: str, attrs: dict) -> str:
         return "none: start one on 127.0.0.1"
     if name == "--bench-db-dsn" and default is None:
         return "none: start a throwaway cluster"
+    if name == "--bench-fetch" and default is None:
+        return "none: an HTTP client"
     if isinstance(default, tuple):
         joined = f"`{','.join(default)}`"
         return f"all {len(STRATEGIES)}: {joined}" if default == tuple(STRATEGIES) else joined

@@ -61,7 +61,7 @@ BAD_OPTIONS = pytest.mark.parametrize(
         ),
         (
             "--bench-client=geventhttpclient --bench-strategies=threads,gevent-pool",
-            "--bench-client geventhttpclient leaves threads with no client (threads needs one of requests, httpx, urllib3, raw)",
+            "--bench-client geventhttpclient leaves threads with no client (threads needs one of requests, httpx, urllib3, raw, pycurl, pyreqwest)",
         ),
         # A workload shaped for a scenario that is not run would be silently ignored.
         (
@@ -79,6 +79,24 @@ BAD_OPTIONS = pytest.mark.parametrize(
             "--bench-client=raw --bench-scenario=quick,db",
             "--bench-client raw has no client for PostgreSQL, where scenario db sends its requests: "
             "add one of psycopg, psycopg-imported-first, psycopg2, psycopg2-psycogreen, asyncpg, pg8000",
+        ),
+        # Issue 25: quick's shape drives either target; the db scenario stays the curated tour.
+        (
+            "--bench-target=postgres --bench-scenario=db",
+            "--bench-target postgres drives quick's shape (the db scenario is the curated tour)",
+        ),
+        (
+            "--bench-target=postgres --bench-client=raw",
+            "--bench-client raw has no client for PostgreSQL, where scenario quick sends its requests",
+        ),
+        ("--bench-target=redis", "argument --bench-target: invalid choice: 'redis'"),
+        (
+            "--bench-fetch=examples.sleep_subprocess:make_fetch --bench-client=raw",
+            "--bench-fetch examples.sleep_subprocess:make_fetch runs the quick scenario's shape",
+        ),
+        (
+            "--bench-fetch=no_module_of_that_name:make_fetch",
+            "argument --bench-fetch: no_module_of_that_name:make_fetch: no module named no_module_of_that_name",
         ),
     ],
 )
@@ -99,6 +117,7 @@ def test_bad_option_is_refused_with_its_reason(pytestconfig, argument, message):
         # The ladder's rungs name their own client (raw): only the seed comparison needs an HTTP one.
         "--bench-client=requests,aiohttp,httpx",
         "--bench-client=psycopg --bench-scenario=db,cpu",
+        "--bench-target=postgres --bench-client=psycopg,asyncpg",
     ],
 )
 def test_clients_for_every_chosen_target_are_accepted(pytestconfig, argument):
@@ -113,6 +132,9 @@ def test_clients_for_every_chosen_target_are_accepted(pytestconfig, argument):
         ("--bench-requests=10000 --bench-delay-ms=2000", ("quick",)),
         ("--bench-delay-ms 2000", ("quick",)),
         ("--bench-requests=100 --bench-scenario=everything,cpu", ("everything", "cpu")),
+        # What quick's shape is sent to, or your own IO in place of a client: quick too.
+        ("--bench-target=postgres", ("quick",)),
+        ("--bench-fetch=examples.sleep_subprocess:make_fetch", ("quick",)),
     ],
 )
 def test_the_options_that_shape_a_workload_run_it(pytestconfig, argument, scenarios):
@@ -164,7 +186,7 @@ def test_every_option_has_help_text(pytestconfig):
         for action in pytestconfig._parser.optparser._actions  # the parser pytest built
         if any(flag.startswith("--bench-") for flag in action.option_strings)
     ]
-    assert len(options) == 20
+    assert len(options) == 22
     for action in options:
         assert action.help and len(action.help) > 30, action.option_strings
         if action.default not in (None, False):

@@ -233,6 +233,8 @@ def row_info(
         "memory_method": _first(complete, "memory_method"),
         "event_loop": _first(complete, "event_loop"),
         # Issue 17: how this row connected, and the path (and count) of its name lookups.
+        # --bench-fetch's factory: the user's own IO, which no referee counts (bench/clients/byo.py).
+        "fetch": workload.fetch_spec or None,
         "connection": workload.connection,
         "tls": bool(workload.ca_file),
         "host": urlsplit(workload.base_url).hostname,

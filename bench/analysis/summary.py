@@ -120,6 +120,8 @@ def notes(info: dict) -> str:
         marks.append(f"cpu-bound ({reached_in_flight(info)} of {info['max_in_flight_allowed']} in flight)")
     if info["monkey_patched"]:
         marks.append("patched")
+    if info.get("fetch"):  # --bench-fetch: nothing outside the worker counted its calls
+        marks.append("no referee: counted by the worker")
     if (info.get("memory_method") or "").startswith(PSS_METHOD_PREFIX):  # older runs sampled it mid-round
         marks.append(f"memory: summed PSS of {info['processes_peak']} processes")
     if info.get("server_cpu_note"):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from bench.names import DELAY, POSTGRES
+from bench.names import DELAY, OWN, POSTGRES
 from bench.workload import NEW, REUSE
 
 BLOCKING = "blocking"
@@ -51,10 +51,16 @@ class Client:
     # A module the gevent worker imports before it patches, as a program that imports its
     # driver at the top would: the trap row of issue 18 (bench/harness/gevent_worker.py).
     imports_before_patch: str | None = None
+    # False where its IO is not Python's socket (C or Rust doing its own): gevent's patch cannot
+    # reach it, so under gevent its requests go out one at a time (a trap row, shown serialized).
+    patch_reaches_io: bool = True
 
     def estimated_cpu_seconds(self, requests: int, in_flight: int) -> float:
         per_request_ms = self.cpu_ms_per_request + self.cpu_ms_per_request_per_in_flight * in_flight
         return requests * per_request_ms / 1000
+
+    def runs_serialized(self, strategy) -> bool:
+        return strategy.gevent and not self.patch_reaches_io
 
     def serves(self, strategy) -> bool:
         return strategy.api in self.apis and (strategy.gevent or not self.gevent_only)
@@ -94,6 +100,23 @@ CLIENTS: dict[str, Client] = {
             cpu_ms_per_request=0.5,
         ),
         Client("raw", "bench.clients.raw", (BLOCKING, ASYNCIO, TRIO), cpu_ms_per_request=0.5),
+        # Clients whose IO is not Python (issue 25): libcurl, and reqwest on tokio's thread.
+        Client(
+            "pycurl",
+            "bench.clients.pycurl_client",
+            (BLOCKING, ASYNCIO),
+            cpu_ms_per_request=0.5,
+            patch_reaches_io=False,
+            resolver_note="libcurl's threaded resolver (getaddrinfo on a thread of its own per lookup)",
+        ),
+        Client(
+            "pyreqwest",
+            "bench.clients.pyreqwest_client",
+            (BLOCKING, ASYNCIO),
+            cpu_ms_per_request=0.5,
+            patch_reaches_io=False,
+            resolver_note="hyper's GaiResolver (getaddrinfo on tokio's blocking threads)",
+        ),
         Client(
             "urllib", "bench.clients.urllib_client", (BLOCKING,), cpu_ms_per_request=1.0, connections=(NEW,)
         ),
@@ -108,8 +131,11 @@ CLIENTS: dict[str, Client] = {
             gevent_only=True,
             target=POSTGRES,
             imports_before_patch="psycopg",
+            patch_reaches_io=False,
         ),
-        Client("psycopg2", "bench.clients.psycopg2_client", (BLOCKING,), target=POSTGRES),
+        Client(
+            "psycopg2", "bench.clients.psycopg2_client", (BLOCKING,), target=POSTGRES, patch_reaches_io=False
+        ),
         Client(
             "psycopg2-psycogreen",
             "bench.clients.psycogreen_client",
@@ -119,6 +145,8 @@ CLIENTS: dict[str, Client] = {
         ),
         Client("asyncpg", "bench.clients.asyncpg_client", (ASYNCIO,), target=POSTGRES),
         Client("pg8000", "bench.clients.pg8000_client", (BLOCKING,), target=POSTGRES),
+        # --bench-fetch: the user's own IO in whichever of the three forms their factory provides.
+        Client("own", "bench.clients.byo", (BLOCKING, ASYNCIO, TRIO), target=OWN, cpu_ms_per_request=0.5),
     )
 }
 
@@ -129,6 +157,8 @@ DEFAULT_CLIENT = {BLOCKING: "requests", ASYNCIO: "aiohttp", TRIO: "httpx"}
 DEFAULT_DB_CLIENT = "psycopg"
 # How a worker's command line says "no client": the CPU-bound control sends no requests.
 NO_CLIENT = "-"
+# The row of --bench-fetch: the user's own IO, no HTTP client.
+OWN_CLIENT = "own"
 # The floor of client cost: what a model costs above it is the model's own cost.
 FLOOR = "raw"
 

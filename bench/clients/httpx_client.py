@@ -5,6 +5,8 @@ httpx's maintained fork with the same API: httpx 0.28.1 (Dec 2024, on httpcore 1
 rescans its whole pool for every queued request (httpcore PR 1035; fixed in httpx2 PRs 974
 and 1075). Measured here at 200 in flight, threads with httpx 0.28.1 spent 10-14 ms of CPU
 per request, with httpx2 1.8-2.3 ms: the old pool would measure its bookkeeping, not the model.
+httpx 0.29.0 (Nov 2026) still requires httpcore 1.x, the same pool, and measured the same way
+(issue 25) it still cost several times httpx2's CPU per request: the fork stays.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ the path, it only counts the calls that reach it:
   ``to_thread``; aiohttp goes the same way (its ThreadedResolver) unless its DNS cache answers;
 - trio runs ``socket.getaddrinfo`` in a thread, under its default thread limiter;
 - gevent asks its hub's resolver (c-ares here: ``GEVENT_RESOLVER=ares``), counted on the hub;
-- uvloop asks libuv's ``uv_getaddrinfo`` in libuv's own pool, in C: no Python call to count.
+- uvloop asks libuv's ``uv_getaddrinfo`` in libuv's own pool, in C: no Python call to count;
+- a client whose IO is native (pycurl, pyreqwest) resolves in its own code, under every model.
 
 A literal address (``127.0.0.1``) may still pass through ``getaddrinfo``, which answers it
 without a lookup (asyncio skips the call, trio asks with ``AI_NUMERICHOST``, not counted):
@@ -33,10 +34,14 @@ LIBUV_THREADS = int(os.environ.get("UV_THREADPOOL_SIZE") or 4)
 class ResolverCalls:
     """Counts the calls to the worker's resolver; ``take()`` returns the count since the last take."""
 
-    def __init__(self, strategy) -> None:
+    def __init__(self, strategy, client=None) -> None:
         self._calls: list[None] = []  # list.append is atomic under the GIL and between greenlets
         self.countable = True
-        if strategy.gevent:
+        if client is not None and not client.patch_reaches_io:
+            # libcurl and reqwest resolve in C or Rust, whatever the model (their resolver_note).
+            self.path = "the client's own, in native code (not counted)"
+            self.countable = False
+        elif strategy.gevent:
             import gevent
 
             hub_resolver = gevent.get_hub().resolver

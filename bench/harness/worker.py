@@ -73,7 +73,7 @@ class Runner:
 
     def __init__(self, strategy: Strategy, client: Client | None, workload: Workload) -> None:
         # Before the client exists, so every lookup it makes is counted.
-        self.resolver_calls = ResolverCalls(strategy)
+        self.resolver_calls = ResolverCalls(strategy, client)
         self.resolver = "; ".join(filter(None, (self.resolver_calls.path, client and client.resolver_note)))
         self.urls = workload.urls()
         self.concurrency = workload.concurrency

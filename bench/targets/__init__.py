@@ -7,6 +7,6 @@ through the same three calls: ``exit_status()``, ``reset_stats()`` and ``stats()
 """
 
 # The names live at the ground floor, where the clients that declare their target can read them.
-from bench.names import DELAY, POSTGRES, TARGET_NAMES
+from bench.names import DELAY, OWN, POSTGRES, TARGET_NAMES
 
-__all__ = ["DELAY", "POSTGRES", "TARGET_NAMES"]
+__all__ = ["DELAY", "OWN", "POSTGRES", "TARGET_NAMES"]
