@@ -47,6 +47,8 @@ def test_side_by_side(benchmark, shape, strategy, client, workloads):
     info["beyond_capacity"] = capacity.beyond_reason(info) if capacity else None
     info["server_priority"] = workloads.server_priority_for(shape)
     info["open_files_limit"] = workloads.file_limit.open_files
+    # Each warm-up again before a round (connections that might have idled out), as the server counted it.
+    info["rewarm_connections_accepted"] = [w.get("server_connections_accepted") for w in record.rewarms]
     info[MARGINS_KEY] = workloads.options.margins._asdict()
     benchmark.extra_info.update(info, timeline=record.timeline)
     if info["valid"]:

@@ -36,6 +36,8 @@ class RowRecord:
     client: Client | None
     rounds: list[dict] = field(default_factory=list)
     warmups: list[dict] = field(default_factory=list)
+    # Warm-ups again before a round whose connections might have idled out (RoundRecorder.keep_warm).
+    rewarms: list[dict] = field(default_factory=list)
     monkey_patched: bool | None = None
     failure: str | None = None
     timeline: dict | None = None
@@ -81,6 +83,7 @@ def _run_process(record: RowRecord, workload: Workload, server, k: int, share: i
     if recorder is not None:
         record.rounds += recorder.rounds
         record.warmups += recorder.warmups
+        record.rewarms += recorder.rewarms
     if failure and not (recorder and recorder.failure):
         record.rounds.append(failed_round(workload.requests, failure, k))
     record.failure = (recorder.failure if recorder else None) or failure

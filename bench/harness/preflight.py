@@ -14,7 +14,10 @@ behind (the server's own limit, not the model's cost) while it had more requests
 than the capacity, ``beyond_reason`` says so, with the capacity: the row is saved INVALID
 with that reason and marked an expected failure, the limit the preflight had found first
 (design rule 9). A row that stays valid is kept, whatever the capacity said; a row that fails
-for any other reason, the model's lateness included, is INVALID and fails as before.
+for any other reason, the model's lateness included, is INVALID and fails as before, except
+on a ladder rung, which probes a limit: there a row late by the model's cost is saved INVALID
+too, named with its owner in the story, and marked an expected failure
+(``bench.scenarios.Ladder.row_xfail_reason``).
 """
 
 from __future__ import annotations
