@@ -103,8 +103,10 @@ def test_a_keepalive_round_opens_no_connection(client, delay_server):
             recorder.record_round()
             assert recorder.failure is None, (label(pair), recorder.failure)
             [warmup], [record] = recorder.warmups, recorder.rounds
-            expected = pair[0].fanout.max_in_flight(N, C)
-            assert warmup["ok"] == expected, (label(pair), warmup)
+            # A trap row (gevent's patch cannot reach the client's IO) holds one connection.
+            serialized = pair[1].runs_serialized(pair[0])
+            expected = 1 if serialized else pair[0].fanout.max_in_flight(N, C)
+            assert warmup["ok"] == pair[0].fanout.max_in_flight(N, C), (label(pair), warmup)
             assert (warmup["server_connections_accepted"], warmup.get("shortfall")) == (expected, None), (
                 label(pair),
                 warmup,

@@ -94,6 +94,9 @@ class RoundRecorder:
         stats = self.server.stats()
         workload = self.worker.workload
         expected = self.worker.strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
+        client = self.worker.client
+        if client is not None and client.runs_serialized(self.worker.strategy):
+            expected = 1  # a trap row: one request at a time, on one connection
         accepted = stats.get("connections_accepted")
         warmup |= {
             "connections_expected": expected,
@@ -108,6 +111,19 @@ class RoundRecorder:
             )
         return warmup
 
+    def _reset_when_idle(self) -> dict:
+        """Reset the server's counters once no request is in flight there: a worker killed
+        mid-round (or a round cut short) leaves requests the server still answers when they are
+        due, and they would count in the next round's window, another row's. Waits at most what
+        such a request can last."""
+        workload = self.worker.workload
+        deadline = time.monotonic() + workload.delay_ms / 1000 + workload.timeout_s
+        window = self.server.reset_stats()
+        while window.get("in_flight") and time.monotonic() < deadline:
+            time.sleep(0.02)
+            window = self.server.reset_stats()
+        return window
+
     def record_round(self) -> None:
         if self.failure:
             return
@@ -115,7 +131,7 @@ class RoundRecorder:
             if self.server:
                 self._check_server()
                 empty = self._empty_windows()
-                window = self.server.reset_stats()
+                window = self._reset_when_idle()
             # Only a server has a listen queue: the CPU-bound control, which has none, would
             # count other programs' overflows (the counter covers the whole network namespace).
             overflows_before = kernel.listen_overflows() if self.server else 0

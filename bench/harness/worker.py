@@ -80,8 +80,11 @@ class Runner:
         # A connection for every request that may be in flight; the warm-up opens that many, at
         # once, held by the delay server's barrier (a database's drivers open theirs up front).
         pool_size = strategy.fanout.max_in_flight(workload.requests, workload.concurrency)
+        # A trap row (gevent's patch cannot reach the client's IO) sends one request at a time:
+        # a barrier for K would hold each of them its whole wait, and it keeps one connection.
         self.warmup_urls = workload.warmup_urls(
-            pool_size, gather=client is not None and client.target == DELAY
+            pool_size,
+            gather=client is not None and client.target == DELAY and not client.runs_serialized(strategy),
         )
         self.module = strategy.load()
         asynchronous = strategy.api != BLOCKING
