@@ -23,7 +23,7 @@ import math
 import statistics
 import sys
 
-from bench.analysis.results import ResultsError, load_run
+from bench.analysis.results import ResultsError, Run, load_run
 from bench.analysis.story import CPU, MEMORY, TIME, Figure
 from bench.analysis.summary import Row, head_to_heads
 from bench.analysis.verdicts import speedup
@@ -41,23 +41,27 @@ def _percent(ratio: float) -> str:
 
 
 def aa_lines(paths: list[str]) -> list[str]:
+    return [line for path in paths for line in aa_lines_of(load_run(path))]
+
+
+def aa_lines_of(run: Run) -> list[str]:
+    """The twins of one run, each figure's ratio and how far its interval reaches from 1."""
     lines = []
-    for path in paths:
-        for group, rows in load_run(path).groups().items():
-            by_strategy = {row.strategy: row for row in rows if row.valid}
-            for name, twin in by_strategy.items():
-                original = by_strategy.get(name.removesuffix(TWIN_SUFFIX))
-                if not name.endswith(TWIN_SUFFIX) or original is None:
+    for group, rows in run.groups().items():
+        by_strategy = {row.strategy: row for row in rows if row.valid}
+        for name, twin in by_strategy.items():
+            original = by_strategy.get(name.removesuffix(TWIN_SUFFIX))
+            if not name.endswith(TWIN_SUFFIX) or original is None:
+                continue
+            for figure in FIGURES:
+                if figure.key != "seconds" and not _has(figure, twin):
                     continue
-                for figure in FIGURES:
-                    if figure.key != "seconds" and not _has(figure, twin):
-                        continue
-                    s = speedup(figure.groups(twin), figure.groups(original))
-                    lines.append(
-                        f"A/A {group}, {figure.noun}: twin / original {s.ratio:.3f} ({_percent(s.ratio)}), "
-                        f"95% CI {s.low:.3f}-{s.high:.3f} over {s.processes} processes: "
-                        f"reaches {(max(1 / s.low, s.high) - 1) * 100:.1f}% from 1"
-                    )
+                s = speedup(figure.groups(twin), figure.groups(original))
+                lines.append(
+                    f"A/A {group}, {figure.noun}: twin / original {s.ratio:.3f} ({_percent(s.ratio)}), "
+                    f"95% CI {s.low:.3f}-{s.high:.3f} over {s.processes} processes: "
+                    f"reaches {(max(1 / s.low, s.high) - 1) * 100:.1f}% from 1"
+                )
     return lines
 
 
@@ -67,10 +71,14 @@ def _has(figure: Figure, row: Row) -> bool:
 
 
 def process_lines(paths: list[str]) -> list[str]:
+    return process_lines_of([load_run(path) for path in paths])
+
+
+def process_lines_of(runs: list[Run]) -> list[str]:
     """Per figure: the largest and the median stray of one process from its row's median."""
     strays: dict[str, list[float]] = {f.noun: [] for f in FIGURES}
-    for path in paths:
-        for row in load_run(path).rows:
+    for run in runs:
+        for row in run.rows:
             if not row.valid:
                 continue
             for figure in FIGURES:

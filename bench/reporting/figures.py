@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.analysis import connection_costs
+from bench.analysis import spread as spread_of
 from bench.analysis.results import Run
 from bench.analysis.story import story_lines
 from bench.analysis.summary import (
@@ -243,6 +244,15 @@ class Figure:
     params: tuple[str, ...] = ()  # the block's own words; every other key=value selects rows
 
 
+def spread(run: Run, rows: list[Row]) -> str:
+    """How far identical work moved in an A/A run: the twins' ratios and intervals, and how far one
+    worker process strays from its row (``python -m bench.analysis.spread``, the margins' data)."""
+    lines = spread_of.aa_lines_of(run) + spread_of.process_lines_of([run])
+    if not lines:
+        raise FigureError("spread: the run has no A/A twins (COROUTINE_BENCH_AA_TWIN)")
+    return "```text\n" + "\n".join(lines) + "\n```"
+
+
 FIGURES: dict[str, Figure] = {
     "source": Figure(source),
     "ladder-table": Figure(ladder_table),
@@ -253,6 +263,7 @@ FIGURES: dict[str, Figure] = {
     "speedups": Figure(speedups),
     "connection-cells": Figure(connection_cells),
     "capacities": Figure(capacities),
+    "spread": Figure(spread),
 }
 
 
