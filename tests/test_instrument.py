@@ -19,7 +19,7 @@ from bench.harness.preflight import Capacity, measure_capacity
 from bench.harness.rounds import RoundRecorder
 from bench.harness.worker_process import WorkerProcess
 from bench.strategies import STRATEGIES
-from bench.workload import Workload
+from bench.workload import NEW, Workload
 from servers.process import running_delay_server
 
 
@@ -84,6 +84,17 @@ def test_the_preflight_bursts_reach_the_server_and_its_verdict_follows_them(dela
     )
     assert capacity.held == (last["in_flight"] if last["held"] else 0), capacity.describe()
     assert all(not burst["held"] for burst in capacity.bursts[:-1]), "halved only after a burst not held"
+
+
+def test_a_new_connection_burst_is_held_when_it_opens_one_connection_per_request(delay_server):
+    """A new-connection workload's burst opens N connections by design: that is the load its rows
+    put on the server, not a burst that certified another (the connections scenario's new cells
+    were once "held none of the bursts" at 5 ms late and no error)."""
+    workload = Workload(delay_server.base_url, requests=20, delay_ms=300, concurrency=20, connection=NEW)
+    capacity = measure_capacity(delay_server, workload, in_flight=20)
+    first = capacity.bursts[0]
+    assert first["connections_opened_in_round"] == 20, capacity.describe()
+    assert first["held"] or first["lateness_p99_ms"] > 30, capacity.describe()
 
 
 def test_a_run_against_a_server_started_elsewhere_uses_its_stats(tmp_path):

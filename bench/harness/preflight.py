@@ -121,11 +121,14 @@ def _burst(server, workload: Workload) -> dict:
         else None,
         connections_opened_in_round=record.get("server_connections_accepted"),
     )
+    # The load the rows put on the server, else it certified another: no connection opened in a
+    # keep-alive burst, one per request in a new-connection burst.
+    expected_opened = workload.requests if workload.new_connections else 0
     result["held"] = (
         not recorder.failure
         and result["errors"] == 0
         and result["overflows"] == 0
-        and not result["connections_opened_in_round"]  # else it certified another load than the rows'
+        and (result["connections_opened_in_round"] or 0) == expected_opened
         and result["lateness_p99_ms"] <= lateness_limit_ms(workload.delay_ms)
     )
     return result
