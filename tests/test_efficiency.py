@@ -47,7 +47,8 @@ def test_a_cpu_bound_rows_efficiency_is_ideal_over_the_median_pytest_benchmark_i
 
 def test_every_row_of_the_committed_baseline_reads_as_ideal_over_median():
     """Through the reader every table, the story and the gate use (runs saved before issue 22
-    are read so); the row the issue cites, threads at 10,000 in flight, is 2.0 / 7.275 = 0.27."""
+    are read so). The row the issue cited, threads at 10,000 in flight, read 0.78 in the former
+    baseline where ideal / median was 2.0 / 7.275 = 0.27; the CPU bound keeps its own name."""
     run = load_run(BASELINE)
     measured = [row for row in run.rows if row.round_seconds]
     assert measured
@@ -60,5 +61,5 @@ def test_every_row_of_the_committed_baseline_reads_as_ideal_over_median():
         for r in measured
         if r.info["scenario"] == "ladder" and r.strategy == "threads" and r.info["requests"] == 10_000
     )
-    assert round(threads.info["efficiency"], 2) == 0.27
-    assert round(threads.info["efficiency_vs_bound"], 2) == 0.78, "the old figure, under its own name"
+    assert threads.info["efficiency"] == pytest.approx(threads.info["ideal_seconds"] / threads.median_seconds)
+    assert threads.info["efficiency_vs_bound"] >= threads.info["efficiency"], "the bound, under its own name"
