@@ -137,7 +137,8 @@ def test_a_keepalive_round_that_opens_connections_is_invalid():
     assert _reasons([_round(0), _round(7)]) == ["opened 7 connections in a keep-alive round"]
     shortfall = {"shortfall": "its warm-up opened 3 of the 10 connections its rounds reuse"}
     assert _reasons([_round(7)], warmups=[shortfall]) == [
-        "opened 7 connections in a keep-alive round; its warm-up opened 3 of the 10 connections its rounds reuse"
+        "opened 7 connections in a keep-alive round",
+        "a warm-up fell short: its warm-up opened 3 of the 10 connections its rounds reuse",
     ]
     # A connection the server dropped on purpose is reopened: that is the fault's, not the row's.
     dropped = _round(2, faults=2) | {"ok": 8, "errors": 2, "error_samples": {"dropped": 2}}

@@ -92,15 +92,18 @@ def test_a_healthy_round_has_its_server_figures(delay_server):
     assert info["latency_p50_ms"] >= 200  # the server never answers early
 
 
-def test_a_pool_that_caps_below_the_clients_in_flight_is_invalid():
-    """The client started 200 requests but the server never saw more than 20 at once: a pool
-    between them queued the rest (no connection opened in the round, so nothing else says so)."""
-    from bench.analysis.row_info import capped_reasons
+def test_a_keepalive_warmup_that_fell_short_is_invalid_even_if_its_round_opened_none():
+    """A pool that caps below K reuses its few connections: the round opens none, and the client's
+    own in-flight count (taken as each fetch starts) never shows the cap; the warm-up's barrier
+    does, by holding fewer than K at once."""
+    from bench.analysis.row_info import connection_reasons
+    from bench.workload import Workload
 
-    fine = {"client_max_in_flight": 200, "server_max_in_flight": 199}
-    capped = {"client_max_in_flight": 200, "server_max_in_flight": 20}
-    serialized = {"client_max_in_flight": 200, "server_max_in_flight": 1}
-    assert capped_reasons([fine, fine]) == []
-    assert capped_reasons([serialized]) == []  # a trap row: said "serialized" elsewhere
-    (reason,) = capped_reasons([fine, capped])
-    assert "saw at most 20 in flight while the client had 200 started (1 of 2 rounds)" in reason
+    workload = Workload("http://127.0.0.1:1", requests=200, delay_ms=10, concurrency=200)
+    rounds = [{"server_connections_accepted": 0, "server_faults": 0}]
+    held = [{"server_connections_accepted": 200}]
+    short = [{"server_connections_accepted": 20, "shortfall": "its warm-up opened 20 of the 200 connections"}]
+    assert connection_reasons(rounds, workload, held) == []
+    assert connection_reasons(rounds, workload, short) == [
+        "a warm-up fell short: its warm-up opened 20 of the 200 connections"
+    ]

@@ -235,10 +235,10 @@ def test_a_bad_margin_is_refused_with_its_reason(typed, message):
 
 
 def test_the_spread_script_reads_the_aa_twins_from_a_saved_run(capsys):
+    import re
+
     from bench.analysis.spread import main
     from servers.process import PROJECT_ROOT
-
-    import re
 
     assert main(["--aa", str(PROJECT_ROOT / "results/runs/aa.json")]) == 0
     out = capsys.readouterr().out
