@@ -155,11 +155,9 @@ def test_a_connection_past_the_cap_is_refused_and_counted():
         assert "Traceback" not in server.stderr_text()
 
 
-def test_a_tls_server_stopped_when_a_client_hello_arrives_is_seen_late():
-    """Lateness counts from the TLS connection's accept (issue 24 item 3): a ClientHello that
-    reaches a frozen server waits, and the first request's answer is late by the freeze, though
-    every byte of the request itself arrived after it."""
-    freeze_s = 0.4
+@contextlib.contextmanager
+def one_worker_tls_server():
+    """A one-worker HTTPS delay server with a fresh local CA, its counters just reset."""
     with (
         local_ca() as ca,
         running_delay_server(
@@ -168,6 +166,15 @@ def test_a_tls_server_stopped_when_a_client_hello_arrives_is_seen_late():
         ) as server,
     ):
         server.reset_stats()
+        yield server
+
+
+def test_a_tls_server_stopped_when_a_client_hello_arrives_is_seen_late():
+    """Lateness counts from the TLS connection's accept (issue 24 item 3): a ClientHello that
+    reaches a frozen server waits, and the first request's answer is late by the freeze, though
+    every byte of the request itself arrived after it."""
+    freeze_s = 0.4
+    with one_worker_tls_server() as server:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = server.ssl_context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
         with socket.create_connection(host_port(server, "https"), timeout=10) as raw:
@@ -204,14 +211,7 @@ def test_a_tls_clients_own_turn_in_the_handshake_is_not_the_servers_lateness():
     """The converse: a client that dawdles before sending its Finished (its CPU, a round trip)
     does not make the server late."""
     pause_s = 0.4
-    with (
-        local_ca() as ca,
-        running_delay_server(
-            extra_args=("--workers", "1", "--tls-cert", ca.cert_file, "--tls-key", ca.key_file),
-            ca_file=ca.ca_file,
-        ) as server,
-    ):
-        server.reset_stats()
+    with one_worker_tls_server() as server:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = server.ssl_context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
         with socket.create_connection(host_port(server, "https"), timeout=10) as raw:
