@@ -7,9 +7,9 @@ here at the session's start and again before saving, under ``coroutine_bench.pro
 
 A run a page cites must have come from a clean tree, at one commit from start to end, that is
 an ancestor of the page's commit (design rule 13; ``cited_run_problems``). "Dirty" means a
-tracked file differs from the commit, as pytest-benchmark's own ``git describe --dirty`` says:
-untracked files do not count, or every run saved beside an earlier one under results/ would be
-dirty.
+tracked file differs from the commit, or a file is untracked and not ignored (an untracked
+pytest.ini changes what runs); what runs write (results/<machine>/, .venv/) is in .gitignore, so
+it never makes the next run dirty.
 """
 
 from __future__ import annotations
