@@ -73,7 +73,18 @@ def test_an_override_of_zero_fails_a_resolved_worsening_and_lists_an_unresolved_
 ):
     current = write(tmp_path, "slow.json", scale_rounds(baseline_document, "gevent-joinall", 1.3))
     assert compare.main([str(BASELINE), str(current), "--max-regression-speedup", "0"]) == 1
-    slightly = write(tmp_path, "slightly-slow.json", scale_rounds(baseline_document, "gevent-joinall", 1.02))
+    # About 2% slower, unevenly over the processes (one at the old speed): the noise a run has.
+    uneven = copy.deepcopy(baseline_document)
+    for bench in uneven["benchmarks"]:
+        info = bench["extra_info"]
+        if info["strategy"] == "gevent-joinall" and info["kind"] == "io":
+            factors = [(0.99, 1.02, 1.05)[k % 3] for k in range(len(info["rounds_by_process"]))]
+            info["rounds_by_process"] = [
+                [s * f for s in group] for group, f in zip(info["rounds_by_process"], factors, strict=True)
+            ]
+            bench["stats"]["data"] = [s for group in info["rounds_by_process"] for s in group]
+            info["efficiency"] /= 1.02
+    slightly = write(tmp_path, "slightly-slow.json", uneven)
     assert compare.main([str(BASELINE), str(slightly)]) == 0
     capsys.readouterr()
     # 2% slower, over 3 processes a side: past a limit of 0, but not told from the noise.
