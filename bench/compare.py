@@ -131,8 +131,8 @@ def changes_of(base: Row, base_rows: list[Row], now: Row, current_rows: list[Row
     before, after = figures_of(base, base_rows), figures_of(now, current_rows)
 
     def resampled(figure: story.Figure, a: Row, b: Row) -> Change:
-        # speedup(reference, candidate) is median(reference) / median(candidate): current / baseline.
-        return Change.of(speedup(figure.groups(b), figure.groups(a), comparisons))
+        # speedup(reference, candidate) is center(reference) / center(candidate): current / baseline.
+        return Change.of(speedup(figure.groups(b), figure.groups(a), comparisons, center=figure.center))
 
     seconds = resampled(story.TIME, base, now)
     changes = {"seconds": seconds}

@@ -10,6 +10,7 @@ import argparse
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from bench.analysis.story import DECIDING_PROCESSES
 from bench.analysis.verdicts import Margins
 from bench.clients import CLIENTS, DEFAULT_CLIENT, OWN_CLIENT
 from bench.clients.byo import FetchSpecError, parse_spec
@@ -411,7 +412,7 @@ def add_options(parser) -> None:
         help=f"timed rounds per row, over --bench-processes worker processes, each primed by a short "
         f"warm-up (default {DEFAULT_ROUNDS}; "
         "high-concurrency, sweep, clients and story's seed and 100 rung run at most 3, its 1,000 rung 5, "
-        "its 10,000 rung 1)",
+        f"its 10,000 rung 1; the seed scenario runs {DECIDING_PROCESSES} over as many processes)",
     )
     group.addoption(
         "--bench-processes",

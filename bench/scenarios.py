@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench.analysis.story import DECIDING_PROCESSES
 from bench.clients import CLIENTS, DEFAULT_CLIENT, FLOOR, OWN_CLIENT, Client, clients_for
 from bench.clients.byo import provided_kinds
 from bench.names import LADDER_CLIENT, LADDER_MODELS
@@ -51,12 +52,13 @@ DB_THOUSAND_STRATEGIES = ("threads", "asyncio-gather", "asyncio-uvloop")
 SEED_MODELS = ("sequential", "threads", "gevent-joinall", "gevent-pool", "asyncio-gather")
 SEED_REQUESTS, SEED_DELAY_MS, SEED_POOL = 10, 100, 2
 # The seed's head-to-head lines are the closest of the run (threads, greenlets and tasks within a
-# few % of each other): resolving them within the ±5% time margin took 10 processes a side once
-# (1.02x, interval 1.00-1.05) and 8 a side did not, at 40 worker starts and ~40 s of a 90 s
-# budget. They stay at 3 rounds over 3 processes and say "not resolved" plainly; the rounds go
-# where they decide something: the 1,000 rung, whose memory and CPU ratios (2-3x) resolve with
-# 5 processes a side (docs/reference/statistics.md, "Margins").
+# few % of each other): the default run gives them 3 rounds over 3 processes and its story says
+# it does not decide them (bench/analysis/story.py, DECIDING_PROCESSES); the rounds go where they
+# decide something, the 1,000 rung, whose memory and CPU ratios (2-3x) resolve with 5 processes a
+# side. The seed scenario runs the seed's peers alone with processes enough to decide them: 20
+# worker starts a model do not fit the default's 90 s beside the ladder.
 SEED_ROUNDS = 3
+SEED_PEERS = ("threads", "gevent-joinall", "asyncio-gather")
 # (in flight, delay ms, rounds). The delay grows with the rung: the server's lateness while it
 # accepts a burst grows with the burst, and its limit is 10% of the delay (row_info). The top
 # rung runs only where the preflight certifies it (the delay server of issue 15 holds ~19,000);
@@ -329,6 +331,23 @@ SCENARIOS: dict[str, Scenario] = {
             + ", ".join(f"{n:,}" for n, _, _ in LADDER)
             + " in flight, as far up as the preflight certifies the delay server",
             story,
+        ),
+        Scenario(
+            "seed",
+            f"the seed's head to head decided: {', '.join(SEED_PEERS)} on the seed's {SEED_REQUESTS} "
+            f"GETs of {SEED_DELAY_MS} ms with their default clients, {DECIDING_PROCESSES} rounds over as many "
+            "worker processes (the default run has too few to decide a difference of a few percent in time)",
+            lambda o: [
+                Shape(
+                    "seed",
+                    SEED_REQUESTS,
+                    SEED_DELAY_MS,
+                    SEED_POOL,
+                    rounds=DECIDING_PROCESSES,
+                    processes=DECIDING_PROCESSES,
+                    models=SEED_PEERS,
+                )
+            ],
         ),
         Scenario(
             "everything",

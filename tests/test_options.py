@@ -191,6 +191,8 @@ def test_every_option_has_help_text(pytestconfig):
         assert action.help and len(action.help) > 30, action.option_strings
         if action.default not in (None, False):
             assert "default" in action.help, action.option_strings
+    # argparse %-formats every help text: a stray "%" in a scenario's description broke --help.
+    assert "--bench-scenario" in pytestconfig._parser.optparser.format_help()
 
 
 def test_quick_defaults_are_io_bound():

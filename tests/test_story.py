@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bench import report
-from bench.analysis.story import MAX_LINES, Skipped, story_lines
+from bench.analysis.story import DECIDING_PROCESSES, MAX_LINES, Skipped, story_lines
 from bench.analysis.summary import Row
 from bench.options import BenchOptions
 from bench.reporting.context import portable
@@ -33,6 +33,22 @@ def test_the_default_is_the_story_seed_then_the_ladder_lowest_rung_first():
         assert [(s.name, c.name) for s, c in rung.pairs(options())] == [(m, "raw") for m in LADDER_MODELS]
     narrowed = options(strategies=("threads", "threadpool"))
     assert [s.name for s, _ in seed.pairs(narrowed)] == ["threads"], "--bench-strategies narrows the story"
+
+
+def test_the_seed_scenario_gives_its_peers_processes_enough_to_decide_them():
+    [shape] = SCENARIOS["seed"].shapes(options(rounds=3))
+    assert (shape.scenario, shape.requests, shape.rounds, shape.processes) == (
+        "seed",
+        10,
+        DECIDING_PROCESSES,
+        DECIDING_PROCESSES,
+    )
+    assert [(s.name, c.name) for s, c in shape.pairs(options())] == [
+        ("threads", "requests"),
+        ("gevent-joinall", "requests"),
+        ("asyncio-gather", "aiohttp"),
+    ]
+    assert shape.skip_reason(*shape.pairs(options())[0], options(max_seconds=120.0)) is None
 
 
 def test_the_seeds_comparison_is_io_bound():
@@ -105,14 +121,18 @@ def story_row(scenario, strategy, client, seconds, requests=10, memory=10 * KIB,
 
 
 SPREAD = (-0.01, 0.005, 0.0, 0.01, -0.005, 0.002, -0.002, 0.008)
+# As many processes as the story needs to decide a head-to-head in time (DECIDING_PROCESSES).
+DECIDING_SPREAD = SPREAD * (DECIDING_PROCESSES // len(SPREAD)) + SPREAD[: DECIDING_PROCESSES % len(SPREAD)]
 
 
 def test_the_summary_says_wins_sameness_and_costs_from_the_rows():
     rows = [
         story_row("seed", "sequential", "requests", [1.0, 1.01, 0.99]),
-        # Eight processes a side, 2% apart, each within ±1%: the same time within the ±5% margin.
-        story_row("seed", "threads", "requests", [0.11 * (1 + f) for f in SPREAD]),
-        story_row("seed", "gevent-joinall", "requests", [0.11 / 1.02 * (1 + f) for f in reversed(SPREAD)]),
+        # Twenty processes a side, 2% apart, each within ±1%: the same time within the ±5% margin.
+        story_row("seed", "threads", "requests", [0.11 * (1 + f) for f in DECIDING_SPREAD]),
+        story_row(
+            "seed", "gevent-joinall", "requests", [0.11 / 1.02 * (1 + f) for f in reversed(DECIDING_SPREAD)]
+        ),
         story_row("ladder", "threads", "raw", [2.0, 2.02, 1.98], requests=1000, memory=30 * KIB, cpu_ms=0.5),
         story_row(
             "ladder", "gevent-joinall", "raw", [1.0, 1.01, 0.99], requests=1000, memory=15 * KIB, cpu_ms=0.2
@@ -144,18 +164,49 @@ def test_the_summary_says_wins_sameness_and_costs_from_the_rows():
 
 
 def test_a_difference_the_run_cannot_resolve_says_so_and_is_not_called_the_same():
-    """Three processes a side, 1.6x apart but each process anywhere in ±50%: not resolved."""
+    """Twenty processes a side, 1.3x apart but each process anywhere in ±50%: not resolved."""
+    wide = [1.0, 0.5, 1.5, 0.8, 1.2] * (DECIDING_PROCESSES // 5)
     rows = [
-        story_row("seed", "threads", "requests", [0.16, 0.08, 0.24]),
-        story_row("seed", "gevent-joinall", "requests", [0.05, 0.15, 0.1]),
+        story_row("seed", "threads", "requests", [0.13 * f for f in wide]),
+        story_row("seed", "gevent-joinall", "requests", [0.1 * f for f in reversed(wide)]),
     ]
     text = "\n".join(story_lines(rows))
     assert (
-        "gevent-joinall[requests] vs threads[requests]: 1.60x faster, not resolved by this run (interval"
+        "gevent-joinall[requests] vs threads[requests]: 1.30x faster, not resolved by this run (interval"
         in text
     )
-    assert "at the seed's scale (requests): time not resolved by this run (1.60x, interval" in text
+    assert "at the seed's scale (requests): time not resolved by this run (1.30x, interval" in text
     assert "the same" not in text.split("\n", 1)[1]
+
+
+def test_with_fewer_processes_a_close_time_is_not_decided_whatever_its_interval_says():
+    """Issue 26: the words replicate. With 8 processes a side, a tight 2% gap (which 20 call the
+    same) and a wide 1.6x one both say the run does not decide; a 2x gap that clears twice the
+    margin is still called, and memory and CPU keep their verdicts."""
+    tight = [
+        story_row("seed", "threads", "requests", [0.11 * (1 + f) for f in SPREAD]),
+        story_row("seed", "gevent-joinall", "requests", [0.11 / 1.02 * (1 + f) for f in reversed(SPREAD)]),
+    ]
+    text = "\n".join(story_lines(tight))
+    assert (
+        "gevent-joinall[requests] vs threads[requests]: 1.02x faster, not decided by 8 processes a side "
+        "(interval 1.0" in text
+    )
+    assert f"a verdict within ±5% takes {DECIDING_PROCESSES})" in text
+    assert "at the seed's scale (requests): time not decided by 8 processes a side (1.02x, interval" in text
+    assert "the same" not in text.split("\n", 1)[1]
+    wide = [
+        story_row("seed", "threads", "requests", [0.16, 0.08, 0.24]),
+        story_row("seed", "gevent-joinall", "requests", [0.05, 0.15, 0.1]),
+    ]
+    assert "1.60x faster, not decided by 3 processes a side" in "\n".join(story_lines(wide))
+    ladder = [
+        story_row("ladder", "threads", "raw", [2.0, 2.02, 1.98], memory=30 * KIB, cpu_ms=0.5),
+        story_row("ladder", "gevent-joinall", "raw", [1.0, 1.01, 0.99], memory=15 * KIB, cpu_ms=0.2),
+    ]
+    assert story_lines(ladder)[-1].endswith(
+        "win in time (2.0x faster), win in memory (2.0x less memory), win in CPU (2.5x less CPU)"
+    )
 
 
 def test_a_greenlet_that_costs_more_loses_and_an_invalid_row_gives_no_cost():

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 
 from bench.analysis.summary import Row, format_bytes, head_to_heads, reached_in_flight, reference_for
 from bench.analysis.verdicts import (
+    COST_CENTER,
     MIN_ROUNDS_FOR_INTERVAL,
+    TIME_CENTER,
+    Center,
     Margins,
     Speedup,
     Verdict,
@@ -34,6 +37,15 @@ from bench.names import LADDER_MODELS, UNIT
 MAX_LINES = 10
 # Cheaper model second: the comparisons the ladder's figures answer.
 LADDER_PAIRS = [("threads", "gevent-joinall"), ("gevent-joinall", "asyncio-gather")]
+# Threads, greenlets and tasks waiting on the same delay finish within a few % of each other, so a
+# head-to-head in time sits near the ±5% margin, where its verdict turns on the interval's edge:
+# five identical default runs (3 processes a side at the seed, 5 at the 1,000 rung) called the same
+# pairs "faster", "the same" and "not resolved" by turns, their interval edges moving by up to 5%
+# between runs (docs/reference/statistics.md, "What a run decides"). Below this many processes a
+# side the story calls such a pair different only when its interval clears twice the margin, never
+# the same, and otherwise gives the ratio and interval and says the run does not decide it, so its
+# words replicate (issue 26); `--bench-scenario seed` runs the seed's models with this many.
+DECIDING_PROCESSES = 20
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ class Figure:
     noun: str
     less: str
     more: str
+    center: Center = TIME_CENTER
 
     def groups(self, row: Row) -> list[list[float]]:
         if self.key == "seconds":
@@ -53,16 +66,36 @@ class Figure:
 
 
 TIME = Figure("seconds", "time", "faster", "slower")
-MEMORY = Figure("peak_rss_per_inflight_bytes", "memory", "less memory", "more memory")
-CPU = Figure("cpu_per_request_ms", "CPU", "less CPU", "more CPU")
+MEMORY = Figure("peak_rss_per_inflight_bytes", "memory", "less memory", "more memory", COST_CENTER)
+CPU = Figure("cpu_per_request_ms", "CPU", "less CPU", "more CPU", COST_CENTER)
 
 
-def verdict(s: Speedup, figure: Figure) -> str:
+def decided(s: Speedup, figure: Figure, head_to_head: bool = False) -> bool:
+    """Whether the line's verdict would replicate: always with ``DECIDING_PROCESSES`` a side or
+    outside a head-to-head in time; with fewer, only past twice the margin (a 2x difference)."""
+    if not (head_to_head and figure is TIME) or s.processes >= DECIDING_PROCESSES:
+        return True
+    guard = 1 + 2 * s.margin
+    return s.low > guard or s.high < 1 / guard
+
+
+def _undecided(s: Speedup, ratio: str = "") -> str:
+    return (
+        f"not decided by {s.processes} processes a side ({ratio}interval {s.low:.2f}-{s.high:.2f}; "
+        f"a verdict within {within(s.margin)} takes {DECIDING_PROCESSES})"
+    )
+
+
+def verdict(s: Speedup, figure: Figure, head_to_head: bool = False) -> str:
     """'1.4x less memory', 'the same CPU within ±25% (1.03x)', '1.63x less CPU, not resolved
-    (interval 0.80-3.20)': ``s.ratio`` is the first's figure over the second's."""
+    (interval 0.80-3.20)', '1.02x faster, not decided by 3 processes a side (...)' for a
+    ``head_to_head`` in time the run has too few processes for: ``s.ratio`` is the first's
+    figure over the second's."""
     ratio = f"{_times(s.ratio)} {figure.less}" if s.ratio > 1 else f"{_times(1 / s.ratio)} {figure.more}"
     if s.verdict is Verdict.NOT_RANKED:
         return f"{s.ratio:.2f}x in {figure.noun}, too few rounds to rank"
+    if not decided(s, figure, head_to_head):
+        return f"{ratio}, {_undecided(s)}"
     if s.verdict is Verdict.EQUIVALENT:
         return f"the same {figure.noun} within {within(s.margin)} ({s.ratio:.2f}x)"
     if s.verdict is Verdict.UNDETERMINED:
@@ -70,9 +103,12 @@ def verdict(s: Speedup, figure: Figure) -> str:
     return ratio
 
 
-def outcome(s: Speedup, figure: Figure) -> str:
+def outcome(s: Speedup, figure: Figure, head_to_head: bool = False) -> str:
     """How the second of a comparison fared, for the seed's claim: 'the same time (within ±5%)',
-    'win in memory (2.1x less memory)', 'CPU not resolved by this run (1.63x, interval 0.80-3.20)'."""
+    'win in memory (2.1x less memory)', 'CPU not resolved by this run (1.63x, interval 0.80-3.20)',
+    'time not decided by 3 processes a side (1.02x, ...)'."""
+    if s.verdict is not Verdict.NOT_RANKED and not decided(s, figure, head_to_head):
+        return f"{figure.noun} {_undecided(s, f'{s.ratio:.2f}x, ')}"
     if s.verdict is Verdict.EQUIVALENT:
         return f"the same {figure.noun} (within {within(s.margin)})"
     if s.verdict is Verdict.DIFFERENT:
@@ -96,7 +132,7 @@ class Comparisons:
         margin = {TIME: self.margins.time, MEMORY: self.margins.memory, CPU: self.margins.cpu}
         self.results = {
             (a.label, b.label, f.key, a.group): speedup(
-                f.groups(a), f.groups(b), per_workload[a.group], margin[f]
+                f.groups(a), f.groups(b), per_workload[a.group], margin[f], f.center
             )
             for a, b, f in wanted
         }
@@ -167,7 +203,9 @@ def story_lines(
     )
     lines = [
         f"the story, from this run (the same: the interval over processes lies within the margin, "
-        f"{compare.margins.describe()}; not resolved: it reaches across the margin; 95% for each workload's lines):"
+        f"{compare.margins.describe()}; not resolved: it reaches across the margin; not decided: a head to head "
+        f"in time on fewer than {DECIDING_PROCESSES} processes a side, unless it is past twice the margin; "
+        "95% for each workload's lines):"
     ]
     if seed:
         lines += _seed_lines(seed, against_sequential, seed_pairs, compare)
@@ -231,7 +269,9 @@ def _seed_lines(seed: list[Row], against_sequential, pairs, compare: Comparisons
         across = any(a.client != b.client for a, b in pairs)
         lines.append(
             "seed, head to head: "
-            + "; ".join(f"{b.label} vs {a.label}: {verdict(compare(a, b, TIME), TIME)}" for a, b in pairs)
+            + "; ".join(
+                f"{b.label} vs {a.label}: {verdict(compare(a, b, TIME), TIME, True)}" for a, b in pairs
+            )
             + (" (a pair with different clients mixes the model with the client)" if across else "")
         )
     return lines
@@ -273,7 +313,7 @@ def _ladder_lines(
             + ", ".join(f"{r.strategy} {r.median_seconds:.2f} s" for r in at_compared)
             + f" (ideal {at_compared[0].info['ideal_seconds']:.2f} s); "
             + "; ".join(
-                f"{b.strategy} vs {a.strategy}: {verdict(compare(a, b, TIME), TIME)}" for a, b in pairs
+                f"{b.strategy} vs {a.strategy}: {verdict(compare(a, b, TIME), TIME, True)}" for a, b in pairs
             )
         )
     # Efficiency from every valid row, a partial one with what it reached: where threads fall short.
@@ -310,13 +350,13 @@ def _claim(seed_pairs, ladder_pairs, top, compare: Comparisons) -> str | None:
     seed = next(((a, b) for a, b in seed_pairs if (a.strategy, b.strategy) == LADDER_PAIRS[0]), None)
     if seed:
         a, b = seed
-        parts.append(f"at the seed's scale ({b.client}): {outcome(compare(a, b, TIME), TIME)}")
+        parts.append(f"at the seed's scale ({b.client}): {outcome(compare(a, b, TIME), TIME, True)}")
     ladder = next(((a, b) for a, b in ladder_pairs if (a.strategy, b.strategy) == LADDER_PAIRS[0]), None)
     if ladder:
         a, b = ladder
         parts.append(
             f"at {top:,} in flight ({b.client}): "
-            + ", ".join(outcome(compare(a, b, f), f) for f in (TIME, MEMORY, CPU))
+            + ", ".join(outcome(compare(a, b, f), f, True) for f in (TIME, MEMORY, CPU))
         )
     if not parts:
         return None
