@@ -382,3 +382,27 @@ def test_a_row_that_held_the_rung_in_only_some_rounds_did_not_hold_it():
     rows["all"].info["client_reached_in_flight"] = 1000
     rows["one"].info["client_reached_in_flight"] = 700
     assert held(rows["all"]) and not held(rows["one"])
+
+
+# What docs/findings/story.md says of its five default runs: the verdict words replicate.
+REPLICATED_RUNS = [BASELINE] + [BASELINE.parent.parent / "runs" / f"default{i}.json" for i in range(2, 6)]
+VERDICT_WORDS = re.compile(
+    r"the same [a-zA-Z]+ within ±\d+%|the same [a-zA-Z]+ \(within|not resolved by this run|"
+    r"not decided by \d+ processes|\d+(?:\.\d+)?x (?:faster|slower|less [a-zA-Z]+|more [a-zA-Z]+)|"
+    r"(?:win|lose) in [a-zA-Z]+|[a-zA-Z]+ not resolved|[a-zA-Z]+ not decided|too few rounds"
+)
+
+
+def verdict_words(line: str) -> list[str]:
+    """The verdicts of a line with their ratios blanked: '1.08x faster' and '1.11x faster' agree."""
+    return [re.sub(r"^\d+(?:\.\d+)?x ", "Nx ", m.group(0)) for m in VERDICT_WORDS.finditer(line)]
+
+
+def test_the_five_committed_default_runs_say_the_same_words_line_by_line():
+    from bench.analysis.results import load_run
+
+    stories = [story_lines(load_run(path).rows) for path in REPLICATED_RUNS]
+    assert len({len(lines) for lines in stories}) == 1, [len(lines) for lines in stories]
+    for number, lines in enumerate(zip(*stories, strict=True)):
+        words = {tuple(verdict_words(line)) for line in lines}
+        assert len(words) == 1, f"line {number}: {lines[0][:60]}...: {sorted(words)}"
