@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from bench import pages
+from bench.analysis.results import Run
+from bench.analysis.summary import Row
 from bench.reporting import provenance
-from bench.reporting.figures import FIGURES
+from bench.reporting.figures import FIGURES, FigureError, render
 from servers.process import PROJECT_ROOT
 from tests.bench_command import output_of, run_bench
 
@@ -212,3 +214,24 @@ def test_a_saved_run_records_the_tree_at_its_start_and_its_end(tmp_path):
     assert record["start"]["commit"] == record["end"]["commit"] == head, record
     assert isinstance(record["start"]["dirty"], bool) and isinstance(record["end"]["dirty"], bool)
     assert record["start"]["at"] < record["end"]["at"]
+
+
+def _run_of(rows: list[dict]) -> Run:
+    """A run of bare rows, enough for the renderers that read extra_info alone."""
+    return Run(Path("results/runs/made-up.json"), [Row("quick", [0.2], info) for info in rows])
+
+
+def test_the_harness_overhead_is_ranged_by_round_size_and_skips_rows_without_it():
+    run = _run_of(
+        [
+            {"requests": 10, "harness_overhead_ms": 0.4},
+            {"requests": 10, "harness_overhead_ms": 0.61},
+            {"requests": 1000, "harness_overhead_ms": 0.9},
+            {"requests": 1000, "harness_overhead_ms": None},
+        ]
+    )
+    assert render(run, "harness-overhead", {}) == (
+        "- 10 requests a round: 0.40-0.61 ms over 2 rows\n- 1,000 requests a round: 0.90 ms over 1 row"
+    )
+    with pytest.raises(FigureError, match="records harness_overhead_ms"):
+        render(_run_of([{"requests": 10, "harness_overhead_ms": None}]), "harness-overhead", {})

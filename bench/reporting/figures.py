@@ -238,6 +238,28 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def harness_overhead(run: Run, rows: list[Row]) -> str:
+    """What the harness adds to a round's timed span, by workload size: the range of the rows'
+    ``harness_overhead_ms`` (the parent's timed span less the worker's own, median over rounds)."""
+    by_size: dict[int, list[float]] = {}
+    for row in rows:
+        if row.info.get("harness_overhead_ms") is not None:
+            by_size.setdefault(row.info["requests"], []).append(row.info["harness_overhead_ms"])
+    if not by_size:
+        raise FigureError("harness-overhead: no row of the selection records harness_overhead_ms")
+    return markdown_list(
+        [
+            f"{requests:,} requests a round: {_ms_range(min(values), max(values))} over {len(values)} "
+            f"row{'s' if len(values) > 1 else ''}"
+            for requests, values in sorted(by_size.items())
+        ]
+    )
+
+
+def _ms_range(low: float, high: float) -> str:
+    return f"{low:.2f} ms" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f} ms"
+
+
 @dataclass(frozen=True)
 class Figure:
     render: Callable[..., str]
@@ -264,6 +286,7 @@ FIGURES: dict[str, Figure] = {
     "connection-cells": Figure(connection_cells),
     "capacities": Figure(capacities),
     "spread": Figure(spread),
+    "harness-overhead": Figure(harness_overhead),
 }
 
 
