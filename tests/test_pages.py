@@ -235,3 +235,30 @@ def test_the_harness_overhead_is_ranged_by_round_size_and_skips_rows_without_it(
     )
     with pytest.raises(FigureError, match="records harness_overhead_ms"):
         render(_run_of([{"requests": 10, "harness_overhead_ms": None}]), "harness-overhead", {})
+
+
+def _io_row(strategy: str, client: str, cpu_ms: float, valid: bool = True) -> dict:
+    return {
+        "strategy": strategy,
+        "client": client,
+        "kind": "io",
+        "valid": valid,
+        "cpu_per_request_ms": cpu_ms,
+        "peak_rss_per_inflight_bytes": 8192,
+    }
+
+
+def test_the_client_cost_splits_each_row_against_the_same_model_with_the_raw_client():
+    run = _run_of([_io_row("threads", "raw", 0.1), _io_row("threads", "pycurl", 0.35)])
+    table = render(run, "client-cost", {}).splitlines()
+    assert (
+        table[3]
+        == "| threads | pycurl | 0.200 | 0.350 ms | 0.100 ms | +0.250 ms | 8.0 KiB | 8.0 KiB | +0 B |"
+    )
+    assert len(table) == 4, table
+
+
+def test_the_client_cost_needs_a_valid_raw_floor():
+    run = _run_of([_io_row("threads", "raw", 0.1, valid=False), _io_row("threads", "pycurl", 0.35)])
+    with pytest.raises(FigureError, match="no valid raw row"):
+        render(run, "client-cost", {})

@@ -21,8 +21,10 @@ from bench.analysis import spread as spread_of
 from bench.analysis.results import Run
 from bench.analysis.story import story_lines
 from bench.analysis.summary import (
+    DECOMPOSITION_COLUMNS,
     MEMORY_COLUMNS,
     Row,
+    decomposition,
     format_bytes,
     memory_cells,
     reached_in_flight,
@@ -238,6 +240,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def client_cost(run: Run, rows: list[Row]) -> str:
+    """The terminal's "the model's cost and the client's" table of one workload: each row's CPU per
+    request and memory per waiting request, beside the same model with the raw client (the floor)."""
+    rows = _one_workload(rows, "client-cost")
+    table = decomposition(rows)
+    if len({cells[1] for cells in table}) < 2:
+        raise FigureError(
+            f"client-cost: {rows[0].group!r} has no valid raw row beside another client of the same model"
+        )
+    return markdown_table(DECOMPOSITION_COLUMNS, table)
+
+
 def harness_overhead(run: Run, rows: list[Row]) -> str:
     """What the harness adds to a round's timed span, by workload size: the range of the rows'
     ``harness_overhead_ms`` (the parent's timed span less the worker's own, median over rounds)."""
@@ -287,6 +301,7 @@ FIGURES: dict[str, Figure] = {
     "capacities": Figure(capacities),
     "spread": Figure(spread),
     "harness-overhead": Figure(harness_overhead),
+    "client-cost": Figure(client_cost),
 }
 
 
