@@ -262,3 +262,31 @@ def test_the_client_cost_needs_a_valid_raw_floor():
     run = _run_of([_io_row("threads", "raw", 0.1, valid=False), _io_row("threads", "pycurl", 0.35)])
     with pytest.raises(FigureError, match="no valid raw row"):
         render(run, "client-cost", {})
+
+
+def test_in_flight_shows_the_clients_count_beside_the_targets_and_says_when_there_is_no_referee():
+    run = _run_of(
+        [
+            {
+                "strategy": "asyncio-gather",
+                "client": "aiohttp",
+                "valid": True,
+                "requests": 5000,
+                "client_max_in_flight": 5000,
+                "server_max_in_flight": 2221,
+            },
+            {
+                "strategy": "threads",
+                "client": "own",
+                "valid": False,
+                "requests": 20,
+                "client_max_in_flight": 20,
+                "server_max_in_flight": None,
+                "fetch": "examples.x:make_fetch",
+            },
+        ]
+    )
+    assert render(run, "in-flight", {}).splitlines()[2:] == [
+        "| asyncio-gather[aiohttp] | 5,000 | 5,000 | 2,221 |",
+        "| threads[own], INVALID | 20 | 20 | no referee |",
+    ]

@@ -252,6 +252,27 @@ def client_cost(run: Run, rows: list[Row]) -> str:
     return markdown_table(DECOMPOSITION_COLUMNS, table)
 
 
+def in_flight(run: Run, rows: list[Row]) -> str:
+    """How many requests each row had open at once, by the client's count (from the moment its
+    fetch is entered) and by the target's own (the referee: the delay server's ``/stats``, the
+    database's sleeping backends); the worst round of each, as saved."""
+    header = ("row", "requests", "in flight, the client's count", "in flight, the target's count")
+    body = [
+        (
+            row.label if row.valid else f"{row.label}, INVALID",
+            f"{row.info['requests']:,}",
+            _count(row.info.get("client_max_in_flight")),
+            _count(row.info.get("server_max_in_flight")) if row.info.get("fetch") is None else "no referee",
+        )
+        for row in _one_workload(rows, "in-flight")
+    ]
+    return markdown_table(header, body)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 def harness_overhead(run: Run, rows: list[Row]) -> str:
     """What the harness adds to a round's timed span, by workload size: the range of the rows'
     ``harness_overhead_ms`` (the parent's timed span less the worker's own, median over rounds)."""
@@ -302,6 +323,7 @@ FIGURES: dict[str, Figure] = {
     "spread": Figure(spread),
     "harness-overhead": Figure(harness_overhead),
     "client-cost": Figure(client_cost),
+    "in-flight": Figure(in_flight),
 }
 
 
