@@ -3,8 +3,10 @@
 A page (README.md, docs/) holds no hand-typed measurement: it marks a block with the run file
 and the figure it shows, and ``python -m bench.pages`` fills the block from this registry
 (docs/develop/docs.md). Every renderer formats what the terminal summary, the story and the
-verdicts already compute (bench/analysis/summary.py, story.py, verdicts.py); none computes a
-figure of its own, so a page cannot say one thing and the terminal another (design rule 13).
+verdicts already compute (bench/analysis/summary.py, story.py, verdicts.py), or a row's saved
+figure as saved (``in-flight``; ``harness-overhead`` gives its rows' lowest and highest); none
+computes a figure of its own, so a page cannot say one thing and the terminal another (design
+rule 13).
 
 A renderer is called with the run, the rows its block selected (``key=value`` words in the
 marker, matched against each row's ``extra_info``) and the block's own parameters.
