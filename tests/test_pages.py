@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from bench import pages
+from bench.analysis.results import Run
+from bench.analysis.summary import Row
 from bench.reporting import provenance
-from bench.reporting.figures import FIGURES
+from bench.reporting.figures import FIGURES, FigureError, render
 from servers.process import PROJECT_ROOT
 from tests.bench_command import output_of, run_bench
 
@@ -212,3 +214,79 @@ def test_a_saved_run_records_the_tree_at_its_start_and_its_end(tmp_path):
     assert record["start"]["commit"] == record["end"]["commit"] == head, record
     assert isinstance(record["start"]["dirty"], bool) and isinstance(record["end"]["dirty"], bool)
     assert record["start"]["at"] < record["end"]["at"]
+
+
+def _run_of(rows: list[dict]) -> Run:
+    """A run of bare rows, enough for the renderers that read extra_info alone."""
+    return Run(Path("results/runs/made-up.json"), [Row("quick", [0.2], info) for info in rows])
+
+
+def test_the_harness_overhead_is_ranged_by_round_size_and_skips_rows_without_it():
+    run = _run_of(
+        [
+            {"requests": 10, "harness_overhead_ms": 0.4},
+            {"requests": 10, "harness_overhead_ms": 0.61},
+            {"requests": 1000, "harness_overhead_ms": 0.9},
+            {"requests": 1000, "harness_overhead_ms": None},
+        ]
+    )
+    assert render(run, "harness-overhead", {}) == (
+        "- 10 requests a round: 0.40-0.61 ms over 2 rows\n- 1,000 requests a round: 0.90 ms over 1 row"
+    )
+    with pytest.raises(FigureError, match="records harness_overhead_ms"):
+        render(_run_of([{"requests": 10, "harness_overhead_ms": None}]), "harness-overhead", {})
+
+
+def _io_row(strategy: str, client: str, cpu_ms: float, valid: bool = True) -> dict:
+    return {
+        "strategy": strategy,
+        "client": client,
+        "kind": "io",
+        "valid": valid,
+        "cpu_per_request_ms": cpu_ms,
+        "peak_rss_per_inflight_bytes": 8192,
+    }
+
+
+def test_the_client_cost_splits_each_row_against_the_same_model_with_the_raw_client():
+    run = _run_of([_io_row("threads", "raw", 0.1), _io_row("threads", "pycurl", 0.35)])
+    table = render(run, "client-cost", {}).splitlines()
+    assert (
+        table[3]
+        == "| threads | pycurl | 0.200 | 0.350 ms | 0.100 ms | +0.250 ms | 8.0 KiB | 8.0 KiB | +0 B |"
+    )
+    assert len(table) == 4, table
+
+
+def test_the_client_cost_needs_a_valid_raw_floor():
+    run = _run_of([_io_row("threads", "raw", 0.1, valid=False), _io_row("threads", "pycurl", 0.35)])
+    with pytest.raises(FigureError, match="no valid raw row"):
+        render(run, "client-cost", {})
+
+
+def test_in_flight_shows_the_clients_count_beside_the_targets_and_says_when_there_is_no_referee():
+    run = _run_of(
+        [
+            {
+                "strategy": "asyncio-gather",
+                "client": "aiohttp",
+                "valid": True,
+                "requests": 5000,
+                "client_max_in_flight": 5000,
+                "server_max_in_flight": 2221,
+            },
+            {
+                "strategy": "threads",
+                "client": "own",
+                "valid": False,
+                "requests": 20,
+                "client_max_in_flight": 20,
+                "server_max_in_flight": None,
+                "fetch": "examples.x:make_fetch",
+            },
+        ]
+    )
+    assert render(run, "in-flight", {}).splitlines()[2:] == [
+        "| asyncio-gather[aiohttp] | 5,000 | 5,000 | 2,221 |",
+        "| threads[own], INVALID | 20 | 20 | no referee |",
+    ]

@@ -3,8 +3,10 @@
 A page (README.md, docs/) holds no hand-typed measurement: it marks a block with the run file
 and the figure it shows, and ``python -m bench.pages`` fills the block from this registry
 (docs/develop/docs.md). Every renderer formats what the terminal summary, the story and the
-verdicts already compute (bench/analysis/summary.py, story.py, verdicts.py); none computes a
-figure of its own, so a page cannot say one thing and the terminal another (design rule 13).
+verdicts already compute (bench/analysis/summary.py, story.py, verdicts.py), or a row's saved
+figure as saved (``in-flight``; ``harness-overhead`` gives its rows' lowest and highest); none
+computes a figure of its own, so a page cannot say one thing and the terminal another (design
+rule 13).
 
 A renderer is called with the run, the rows its block selected (``key=value`` words in the
 marker, matched against each row's ``extra_info``) and the block's own parameters.
@@ -21,8 +23,10 @@ from bench.analysis import spread as spread_of
 from bench.analysis.results import Run
 from bench.analysis.story import story_lines
 from bench.analysis.summary import (
+    DECOMPOSITION_COLUMNS,
     MEMORY_COLUMNS,
     Row,
+    decomposition,
     format_bytes,
     memory_cells,
     reached_in_flight,
@@ -238,6 +242,61 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def client_cost(run: Run, rows: list[Row]) -> str:
+    """The terminal's "the model's cost and the client's" table of one workload: each row's CPU per
+    request and memory per waiting request, beside the same model with the raw client (the floor)."""
+    rows = _one_workload(rows, "client-cost")
+    table = decomposition(rows)
+    if len({cells[1] for cells in table}) < 2:
+        raise FigureError(
+            f"client-cost: {rows[0].group!r} has no valid raw row beside another client of the same model"
+        )
+    return markdown_table(DECOMPOSITION_COLUMNS, table)
+
+
+def in_flight(run: Run, rows: list[Row]) -> str:
+    """How many requests each row had open at once, by the client's count (from the moment its
+    fetch is entered) and by the target's own (the referee: the delay server's ``/stats``, the
+    database's sleeping backends); the worst round of each, as saved."""
+    header = ("row", "requests", "in flight, the client's count", "in flight, the target's count")
+    body = [
+        (
+            row.label if row.valid else f"{row.label}, INVALID",
+            f"{row.info['requests']:,}",
+            _count(row.info.get("client_max_in_flight")),
+            _count(row.info.get("server_max_in_flight")) if row.info.get("fetch") is None else "no referee",
+        )
+        for row in _one_workload(rows, "in-flight")
+    ]
+    return markdown_table(header, body)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def harness_overhead(run: Run, rows: list[Row]) -> str:
+    """What the harness adds to a round's timed span, by workload size: the range of the rows'
+    ``harness_overhead_ms`` (the parent's timed span less the worker's own, median over rounds)."""
+    by_size: dict[int, list[float]] = {}
+    for row in rows:
+        if row.info.get("harness_overhead_ms") is not None:
+            by_size.setdefault(row.info["requests"], []).append(row.info["harness_overhead_ms"])
+    if not by_size:
+        raise FigureError("harness-overhead: no row of the selection records harness_overhead_ms")
+    return markdown_list(
+        [
+            f"{requests:,} requests a round: {_ms_range(min(values), max(values))} over {len(values)} "
+            f"row{'s' if len(values) > 1 else ''}"
+            for requests, values in sorted(by_size.items())
+        ]
+    )
+
+
+def _ms_range(low: float, high: float) -> str:
+    return f"{low:.2f} ms" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f} ms"
+
+
 @dataclass(frozen=True)
 class Figure:
     render: Callable[..., str]
@@ -264,6 +323,9 @@ FIGURES: dict[str, Figure] = {
     "connection-cells": Figure(connection_cells),
     "capacities": Figure(capacities),
     "spread": Figure(spread),
+    "harness-overhead": Figure(harness_overhead),
+    "client-cost": Figure(client_cost),
+    "in-flight": Figure(in_flight),
 }
 
 
