@@ -106,8 +106,10 @@ def unread_for_s(sock) -> float:
     the kernel's ``tcpi_last_data_recv``: ms since the *last* data segment arrived (one
     getsockopt, ~1.6 us, at kernel-tick resolution of 1-4 ms). So a request that waited in the
     accept queue or in a socket buffer while the loop was busy shows that wait as lateness; the
-    loop's own clock alone would start counting only once the loop got round to reading it. The clock is ``time.monotonic`` rather than
-    ``loop.time()``: uvloop's loop time has millisecond resolution and is cached per iteration.
+    loop's own clock alone would start counting only once the loop got round to reading it.
+    An HTTPS connection's ClientHello is stamped the same way (``servers.tls_accept``). The
+    clock is ``time.monotonic`` rather than ``loop.time()``: uvloop's loop time has
+    millisecond resolution and is cached per iteration.
     """
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)

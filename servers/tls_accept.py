@@ -37,9 +37,10 @@ ACCEPT_RETRY_DELAY_S = 1.0
 class TlsAcceptor:
     """Accept connections on listening sockets and serve each with ``app`` over TLS.
 
-    Every connection is counted as accepted when ``accept()`` returns it, handshake or not; one
-    that sends no ClientHello, or does not finish its handshake, within ``handshake_timeout_s``
-    of its accept is closed."""
+    Every connection is counted as accepted when ``accept()`` returns it, handshake or not, so a
+    failed handshake is counted too (issue 17 item 7: N new connections for N requests, at the
+    server); one that sends no ClientHello, or does not finish its handshake, within
+    ``handshake_timeout_s`` of its accept is closed."""
 
     def __init__(self, app: DelayApp, context: ssl.SSLContext, handshake_timeout_s: float) -> None:
         self.app = app
