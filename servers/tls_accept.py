@@ -24,6 +24,7 @@ import contextlib
 import errno
 import socket
 import ssl
+import struct
 import time
 
 from servers.app import DelayApp, DelayProtocol, unread_for_s
@@ -32,6 +33,24 @@ from servers.app import DelayApp, DelayProtocol, unread_for_s
 # accepting for a second then (base_events, ACCEPT_RETRY_DELAY); so does this.
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 ACCEPT_RETRY_DELAY_S = 1.0
+# struct tcp_info (linux/tcp.h) up to tcpi_bytes_received, and where it and tcpi_last_data_recv are.
+_TCP_INFO_BYTES = 136
+_LAST_DATA_RECV = struct.Struct("=I")
+_LAST_DATA_RECV_OFFSET = 52
+_BYTES_RECEIVED = struct.Struct("=Q")
+_BYTES_RECEIVED_OFFSET = 128
+
+
+def hello_waited_s(conn: socket.socket) -> float | None:
+    """How long ago the connection's first bytes (its ClientHello) arrived, by the kernel's
+    count, or None if nothing has arrived yet: one getsockopt for both."""
+    try:
+        info = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_BYTES or not _BYTES_RECEIVED.unpack_from(info, _BYTES_RECEIVED_OFFSET)[0]:
+        return None
+    return _LAST_DATA_RECV.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0] / 1000
 
 
 class TlsAcceptor:
@@ -89,20 +108,24 @@ class TlsAcceptor:
 
     async def _serve(self, conn: socket.socket) -> None:
         deadline = self.loop.time() + self.handshake_timeout_s
-        fd = conn.fileno()
-        readable = self.loop.create_future()
-        self.loop.add_reader(fd, self._arrived, fd, readable)
-        try:
-            async with asyncio.timeout_at(deadline):
-                await readable
-        except (TimeoutError, asyncio.CancelledError) as exc:  # no ClientHello in time, or stopping
-            # Unwatched before it is closed: its descriptor's number is the next accept's.
-            self.loop.remove_reader(fd)
-            conn.close()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        hello_at = time.monotonic() - unread_for_s(conn)
+        # A busy server finds the ClientHello there already: no wait for it then.
+        waited_s = hello_waited_s(conn)
+        if waited_s is None:
+            fd = conn.fileno()
+            readable = self.loop.create_future()
+            self.loop.add_reader(fd, self._arrived, fd, readable)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await readable
+            except (TimeoutError, asyncio.CancelledError) as exc:  # no ClientHello in time, or stopping
+                # Unwatched before it is closed: its descriptor's number is the next accept's.
+                self.loop.remove_reader(fd)
+                conn.close()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+            waited_s = unread_for_s(conn)
+        hello_at = time.monotonic() - waited_s
         # A failed handshake (ssl.SSLError, a reset, the timeout) is counted as accepted only.
         # From here the transport owns the socket, and closes it if the handshake fails.
         with contextlib.suppress(OSError):
