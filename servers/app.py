@@ -99,15 +99,17 @@ _LAST_DATA_RECV_OFFSET = 52
 _LAST_DATA_SENT_OFFSET = 44
 
 
-def _unread_for_s(sock) -> float:
+def unread_for_s(sock) -> float:
     """How long the data just read sat in the socket's buffer, by the kernel's count.
 
     A request's arrival is stamped when its first bytes reach ``data_received``, backdated by
     the kernel's ``tcpi_last_data_recv``: ms since the *last* data segment arrived (one
     getsockopt, ~1.6 us, at kernel-tick resolution of 1-4 ms). So a request that waited in the
     accept queue or in a socket buffer while the loop was busy shows that wait as lateness; the
-    loop's own clock alone would start counting only once the loop got round to reading it. The clock is ``time.monotonic`` rather than
-    ``loop.time()``: uvloop's loop time has millisecond resolution and is cached per iteration.
+    loop's own clock alone would start counting only once the loop got round to reading it.
+    An HTTPS connection's ClientHello is stamped the same way (``servers.tls_accept``). The
+    clock is ``time.monotonic`` rather than ``loop.time()``: uvloop's loop time has
+    millisecond resolution and is cached per iteration.
     """
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
@@ -344,14 +346,11 @@ class DelayApp:
         self.gathering = Gathering(stats)
 
     def __call__(self) -> DelayProtocol:
-        """The protocol factory ``loop.create_server`` calls for each accepted connection.
+        """The protocol factory ``loop.create_server`` calls for each accepted plain connection.
 
-        Counted here, not in ``connection_made``: with TLS, asyncio and uvloop call the factory
-        on accept but ``connection_made`` only after the handshake, so a failed handshake would
-        never be counted (issue 17 item 7: N new connections for N requests, at the server).
-        The accept is also when a TLS connection starts, for its first request's lateness."""
+        HTTPS connections are accepted, counted and stamped by ``servers.tls_accept``."""
         self.stats.connection_accepted()
-        return DelayProtocol(self, accepted_at=time.monotonic())
+        return DelayProtocol(self)
 
     async def shutdown(self, grace_s: float) -> None:
         """Let requests in flight finish for up to ``grace_s``, then close every connection."""
@@ -371,9 +370,11 @@ class DelayProtocol(asyncio.Protocol):
     as bytes arrive; one request is answered at a time, later pipelined ones wait in a queue
     (and reading pauses while they do)."""
 
-    def __init__(self, app: DelayApp, accepted_at: float) -> None:
+    def __init__(self, app: DelayApp, hello_at: float | None = None) -> None:
         self.app = app
-        self.accepted_at = accepted_at
+        # A TLS connection's start, for its first request's lateness: when its ClientHello
+        # arrived (servers.tls_accept). None for plain HTTP.
+        self.hello_at = hello_at
         # For a TLS connection until its first request arrives: when its handshake finished, and
         # how long of it the server waited on the client.
         self.handshake_done_at: float | None = None
@@ -419,7 +420,7 @@ class DelayProtocol(asyncio.Protocol):
         # issue 1233); asyncio and uvloop set it already, this makes it this server's rule.
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.idle_timer = self.loop.call_later(self.app.idle_timeout_s, self._idle_check)
-        if transport.get_extra_info("ssl_object") is not None:
+        if self.hello_at is not None:
             self.handshake_done_at = time.monotonic()
             self.client_turn_s = _client_turn_s(self.socket)
 
@@ -470,7 +471,7 @@ class DelayProtocol(asyncio.Protocol):
         if not self.parsing:
             return
         if self.arrival is None and not self.busy:
-            self.arrival = time.monotonic() - _unread_for_s(self.socket)
+            self.arrival = time.monotonic() - unread_for_s(self.socket)
             if self.handshake_done_at is not None:
                 self._count_from_the_handshake()
         self.unparsed_bytes += len(data)
@@ -491,17 +492,17 @@ class DelayProtocol(asyncio.Protocol):
             self.parsing = False
 
     def _count_from_the_handshake(self) -> None:
-        """A TLS connection's first request is late from the accept, not from its first byte.
+        """A TLS connection's first request is late from its ClientHello, not from its first byte.
 
-        A ClientHello that waits for a busy server, and the handshake's own CPU (~350 us a
-        connection here), come before any request byte: counted from the first byte, a server
-        swamped by handshakes would never be late (issue 24). So the first request arrives, for
-        lateness, when its connection was accepted, moved on by the time the server waited on
-        the client: its turn in the handshake (its CPU, ~550 us here, and a round trip: by the
-        kernel's count, ``_client_turn_s``), and its pause, if it sent the request only after
-        the handshake had finished (a pool opened ahead)."""
+        A ClientHello that waits for a busy server (in the accept queue, or in its socket's
+        buffer), and the handshake's own CPU (~350 us a connection here), come before any
+        request byte: counted from the first byte, a server swamped by handshakes would never be
+        late (issue 24). So the first request arrives, for lateness, when its ClientHello did,
+        moved on by the time the server waited on the client: its turn in the handshake (its
+        CPU, ~550 us here, and a round trip: by the kernel's count, ``_client_turn_s``), and its
+        pause, if it sent the request only after the handshake had finished (a pool opened ahead)."""
         done_at, self.handshake_done_at = self.handshake_done_at, None
-        self.arrival = self.accepted_at + self.client_turn_s + max(0.0, self.arrival - done_at)
+        self.arrival = self.hello_at + self.client_turn_s + max(0.0, self.arrival - done_at)
 
     def _refuse(
         self, status: int, reason: str, keep_alive: bool = False, head_only: bool = False, allow: bytes = b""

@@ -6,7 +6,8 @@ The parent process only supervises (``servers.supervisor``); each of the W worke
 runs ``servers.app`` (an ``asyncio.Protocol`` per connection, parsed by httptools) on its own
 event loop (uvloop when installed), on its own socket bound to the shared port (one more on
 ``::1`` with ``--ipv6-loopback``), and counts into its own slot of the shared ``servers.stats``.
-With ``--tls-cert``/``--tls-key`` it serves HTTPS only (``servers.tls``) and says so in its
+With ``--tls-cert``/``--tls-key`` it serves HTTPS only (``servers.tls``; connections accepted by
+``servers.tls_accept``, so lateness counts from the ClientHello) and says so in its
 ready line (``listening on https://...``).
 """
 
@@ -30,6 +31,7 @@ from servers.lifetime import die_with_parent
 from servers.stats import SharedStats
 from servers.supervisor import Supervisor, listening_socket, reserve_port
 from servers.tls import server_context
+from servers.tls_accept import TlsAcceptor
 
 # The kernel caps the accept queue at min(backlog, net.core.somaxconn); asyncio's default
 # of 100 (and gevent's or werkzeug's 128) drops SYNs once a thousand clients connect at once.
@@ -129,9 +131,14 @@ async def serve(
     # One app for all the sockets: the same counters, caps and routes on both loopbacks.
     app = DelayApp(stats, max_connections, idle_timeout_s)
     backlog = listen_backlog()
-    # A handshake that stalls is cut off like a stalled request head (asyncio's default waits 60 s).
-    handshake = {"ssl": tls, "ssl_handshake_timeout": idle_timeout_s} if tls else {}
-    listeners = [await loop.create_server(app, sock=sock, backlog=backlog, **handshake) for sock in socks]
+    if tls:
+        # A handshake that stalls is cut off like a stalled request head (asyncio's default waits 60 s).
+        acceptor = TlsAcceptor(app, tls, handshake_timeout_s=idle_timeout_s)
+        for sock in socks:
+            acceptor.listen(sock, backlog)
+        listeners = [acceptor]
+    else:
+        listeners = [await loop.create_server(app, sock=sock, backlog=backlog) for sock in socks]
     os.write(ready_fd, b"r")
     os.close(ready_fd)
 
