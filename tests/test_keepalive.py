@@ -26,7 +26,9 @@ from bench.workload import NEW, REUSE, Workload
 from servers.process import running_delay_server
 
 # Each pair's round: N requests (C for the pools), a short delay so the sequential row stays quick.
-N, C, DELAY_MS = 200, 20, 5
+# N stays above every cap a model has (C, asyncio.to_thread's executor of min(32, cpu + 4)), so
+# each model's warm-up still opens its own count of connections: a pool's C, the others' N.
+N, C, DELAY_MS = 60, 20, 5
 KEEPALIVE_CLIENTS = sorted({client.name for _, client in PAIRS})
 
 

@@ -30,21 +30,28 @@ PAGE = f"""# A page
 """
 
 
-def test_every_block_of_the_pages_renders_and_equals_its_run():
-    problems, cited = pages.figure_problems(PROJECT_ROOT)
+@pytest.fixture(scope="module")
+def committed_pages():
+    """Every block of the pages rendered from its run, once: rendering re-draws each verdict's
+    bootstrap interval (seconds of CPU), and these tests only read the result."""
+    return pages.figure_problems(PROJECT_ROOT)
+
+
+def test_every_block_of_the_pages_renders_and_equals_its_run(committed_pages):
+    problems, cited = committed_pages
     assert cited, "the pages cite committed runs"
     assert not problems, "run `python -m bench.pages`:\n" + "\n".join(problems)
 
 
-def test_every_figure_of_the_registry_is_used_by_a_page():
-    _, cited = pages.figure_problems(PROJECT_ROOT)
+def test_every_figure_of_the_registry_is_used_by_a_page(committed_pages):
+    _, cited = committed_pages
     used = {block.figure for blocks in cited.values() for block in blocks}
     assert set(FIGURES) <= used, f"figures no page shows: {sorted(set(FIGURES) - used)}"
 
 
-def test_every_cited_run_passes_the_provenance_rule():
+def test_every_cited_run_passes_the_provenance_rule(committed_pages):
     """Fails for runs saved before the start record existed: they are re-made from a clean tree."""
-    _, cited = pages.figure_problems(PROJECT_ROOT)
+    _, cited = committed_pages
     problems = pages.run_problems(PROJECT_ROOT, cited)
     assert not problems, "\n".join(problems)
 
