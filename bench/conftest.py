@@ -29,6 +29,13 @@ TREE_AT = pytest.StashKey[dict]()
 
 
 def pytest_configure(config):
+    # Under pytest-xdist pytest-benchmark switches itself off with a warning and every row would
+    # be run but timed by nobody: the rows interleave their own worker processes instead.
+    if config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no":
+        raise pytest.UsageError(
+            "pytest bench/ runs its rows in worker processes of its own, taking turns: "
+            "run it without pytest-xdist's -n/--dist (pytest-benchmark times nothing under xdist)"
+        )
     # Runs before pytest-benchmark reads its options (its pytest_configure is trylast), so
     # `pytest bench/` saves every run under results/ unless the user chose a storage.
     if config.getoption("benchmark_storage") == PYTEST_BENCHMARK_DEFAULT_STORAGE:

@@ -10,8 +10,7 @@ import argparse
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from bench.analysis.story import DECIDING_PROCESSES
-from bench.analysis.verdicts import Margins
+from bench.analysis.verdicts import DECIDING_PROCESSES, Margins
 from bench.clients import CLIENTS, DEFAULT_CLIENT, OWN_CLIENT
 from bench.clients.byo import FetchSpecError, parse_spec
 from bench.harness import priority

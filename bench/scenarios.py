@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.analysis.story import DECIDING_PROCESSES
+from bench.analysis.verdicts import DECIDING_PROCESSES
 from bench.clients import CLIENTS, DEFAULT_CLIENT, FLOOR, OWN_CLIENT, Client, clients_for
 from bench.clients.byo import provided_kinds
 from bench.names import LADDER_CLIENT, LADDER_MODELS
@@ -53,7 +53,7 @@ SEED_MODELS = ("sequential", "threads", "gevent-joinall", "gevent-pool", "asynci
 SEED_REQUESTS, SEED_DELAY_MS, SEED_POOL = 10, 100, 2
 # The seed's head-to-head lines are the closest of the run (threads, greenlets and tasks within a
 # few % of each other): the default run gives them 3 rounds over 3 processes and its story says
-# it does not decide them (bench/analysis/story.py, DECIDING_PROCESSES); the rounds go where they
+# it does not decide them (bench/analysis/verdicts.py, DECIDING_PROCESSES); the rounds go where they
 # decide something, the 1,000 rung, whose memory and CPU ratios (2-3x) resolve with 5 processes a
 # side. The seed scenario runs the seed's peers alone with processes enough to decide them: 20
 # worker starts a model do not fit the default's 90 s beside the ladder.
@@ -334,7 +334,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "seed",
-            f"the seed's head to head decided: {', '.join(SEED_PEERS)} on the seed's {SEED_REQUESTS} "
+            f"the seed's head to head with processes enough to decide it: {', '.join(SEED_PEERS)} on the seed's {SEED_REQUESTS} "
             f"GETs of {SEED_DELAY_MS} ms with their default clients, {DECIDING_PROCESSES} rounds over as many "
             "worker processes (the default run has too few to decide a difference of a few percent in time)",
             lambda o: [

@@ -255,3 +255,29 @@ def test_a_workload_missing_from_the_current_run_is_listed_and_fails_on_request(
     assert "not compared (1): workloads of the baseline the current run does not have" in out
     assert compare.main([str(BASELINE), str(current), "--fail-missing-workload"]) == 1
     assert "missing from the current run" in capsys.readouterr().out
+
+
+def test_a_memory_rise_of_one_round_is_not_a_regression_when_the_mean_did_not_move(
+    tmp_path, baseline_document, capsys
+):
+    """The shown figure (the worst round's) 30% up and 2 MiB past the noise floor, but every
+    process only 3% up: the mean the interval is of is within the limit, so no failure; every
+    process 30% up fails."""
+
+    def memory_up(worst: float, each: float) -> dict:
+        changed = copy.deepcopy(baseline_document)
+        for bench in changed["benchmarks"]:
+            info = bench["extra_info"]
+            if info["strategy"] == "asyncio-gather" and info["requests"] == 1000:
+                info["peak_rss_per_inflight_bytes"] *= worst
+                info["peak_rss_above_idle_bytes"] += 2 * 1024 * 1024
+                info["peak_rss_per_inflight_bytes_by_process"] = [
+                    [v * each for v in group] for group in info["peak_rss_per_inflight_bytes_by_process"]
+                ]
+        return changed
+
+    one_round = write(tmp_path, "one.json", memory_up(1.3, 1.03))
+    assert compare.main([str(BASELINE), str(one_round)]) == 0, capsys.readouterr().out
+    every = write(tmp_path, "every.json", memory_up(1.3, 1.3))
+    assert compare.main([str(BASELINE), str(every)]) == 1
+    assert "asyncio-gather[raw]: memory per waiting request" in capsys.readouterr().out

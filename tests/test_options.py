@@ -163,6 +163,8 @@ class _Parsed:
         "--bench-client=geventhttpclient --bench-strategies=threads,gevent-pool",
         "--bench-server-url=http://127.0.0.1",
         "--bench-client=psycopg --bench-scenario=quick",
+        # pytest-benchmark times nothing under xdist: the run would save untimed rows.
+        "-n 2",
     ],
 )
 def test_a_bad_option_stops_pytest_before_anything_starts(argument):

@@ -6,8 +6,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bench import report
-from bench.analysis.story import DECIDING_PROCESSES, MAX_LINES, Skipped, story_lines
+from bench.analysis.story import MAX_LINES, Skipped, story_lines
 from bench.analysis.summary import Row
+from bench.analysis.verdicts import DECIDING_PROCESSES
 from bench.options import BenchOptions
 from bench.reporting.context import portable
 from bench.scenarios import LADDER, LADDER_MODELS, SCENARIOS, SEED_MODELS, Ladder

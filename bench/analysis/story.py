@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from bench.analysis.summary import Row, format_bytes, head_to_heads, reached_in_flight, reference_for
 from bench.analysis.verdicts import (
     COST_CENTER,
+    DECIDING_PROCESSES,
     MIN_ROUNDS_FOR_INTERVAL,
     TIME_CENTER,
     Center,
@@ -37,15 +38,6 @@ from bench.names import LADDER_MODELS, UNIT
 MAX_LINES = 10
 # Cheaper model second: the comparisons the ladder's figures answer.
 LADDER_PAIRS = [("threads", "gevent-joinall"), ("gevent-joinall", "asyncio-gather")]
-# Threads, greenlets and tasks waiting on the same delay finish within a few % of each other, so a
-# head-to-head in time sits near the ±5% margin, where its verdict turns on the interval's edge:
-# five identical default runs (3 processes a side at the seed, 5 at the 1,000 rung) called the same
-# pairs "faster", "the same" and "not resolved" by turns, their interval edges moving by up to 5%
-# between runs (docs/reference/statistics.md, "What a run decides"). Below this many processes a
-# side the story calls such a pair different only when its interval clears twice the margin, never
-# the same, and otherwise gives the ratio and interval and says the run does not decide it, so its
-# words replicate (issue 26); `--bench-scenario seed` runs the seed's models with this many.
-DECIDING_PROCESSES = 20
 
 
 @dataclass(frozen=True)
@@ -71,19 +63,9 @@ CPU = Figure("cpu_per_request_ms", "CPU", "less CPU", "more CPU", COST_CENTER)
 
 
 def decided(s: Speedup, figure: Figure, head_to_head: bool = False) -> bool:
-    """Whether the line's verdict would replicate: always with ``DECIDING_PROCESSES`` a side or
-    outside a head-to-head in time; with fewer, only past twice the margin (a 2x difference)."""
-    if not (head_to_head and figure is TIME) or s.processes >= DECIDING_PROCESSES:
-        return True
-    guard = 1 + 2 * s.margin
-    return s.low > guard or s.high < 1 / guard
-
-
-def _undecided(s: Speedup, ratio: str = "") -> str:
-    return (
-        f"not decided by {s.processes} processes a side ({ratio}interval {s.low:.2f}-{s.high:.2f}; "
-        f"a verdict within {within(s.margin)} takes {DECIDING_PROCESSES})"
-    )
+    """Whether the line's verdict replicates (``Speedup.decided``): a cost, or a time against
+    sequential, always; a head to head in time only with processes enough or a wide gap."""
+    return not (head_to_head and figure is TIME) or s.decided
 
 
 def verdict(s: Speedup, figure: Figure, head_to_head: bool = False) -> str:
@@ -95,7 +77,7 @@ def verdict(s: Speedup, figure: Figure, head_to_head: bool = False) -> str:
     if s.verdict is Verdict.NOT_RANKED:
         return f"{s.ratio:.2f}x in {figure.noun}, too few rounds to rank"
     if not decided(s, figure, head_to_head):
-        return f"{ratio}, {_undecided(s)}"
+        return f"{ratio}, {s.not_decided()}"
     if s.verdict is Verdict.EQUIVALENT:
         return f"the same {figure.noun} within {within(s.margin)} ({s.ratio:.2f}x)"
     if s.verdict is Verdict.UNDETERMINED:
@@ -108,7 +90,7 @@ def outcome(s: Speedup, figure: Figure, head_to_head: bool = False) -> str:
     'win in memory (2.1x less memory)', 'CPU not resolved by this run (1.63x, interval 0.80-3.20)',
     'time not decided by 3 processes a side (1.02x, ...)'."""
     if s.verdict is not Verdict.NOT_RANKED and not decided(s, figure, head_to_head):
-        return f"{figure.noun} {_undecided(s, f'{s.ratio:.2f}x, ')}"
+        return f"{figure.noun} {s.not_decided(f'{s.ratio:.2f}x, ')}"
     if s.verdict is Verdict.EQUIVALENT:
         return f"the same {figure.noun} (within {within(s.margin)})"
     if s.verdict is Verdict.DIFFERENT:

@@ -255,7 +255,8 @@ def verdict_lines(rows: list[Row]) -> list[str]:
             verdict = speedup(reference.round_groups, row.round_groups, comparisons, margin)
             lines.append(f"{label} {verdict.describe(reference.label)}, {facts}")
     lines += [
-        f"{b.label} vs {a.label}: {speedup(a.round_groups, b.round_groups, comparisons, margin).describe(a.label)}"
+        f"{b.label} vs {a.label}: "
+        + speedup(a.round_groups, b.round_groups, comparisons, margin).describe_head_to_head(a.label)
         for a, b in pairs
     ]
     for a, b, costs in twins:

@@ -67,6 +67,15 @@ COST_CENTER: Center = statistics.mean
 DEFAULT_TIME_MARGIN = 0.05
 DEFAULT_MEMORY_MARGIN = 0.10
 DEFAULT_CPU_MARGIN = 0.25
+# Threads, greenlets and tasks waiting on the same delay finish within a few % of each other, so
+# a head to head in time between them sits near the ±5% margin, where its verdict turns on the
+# interval's edge: five identical default runs (3 processes a side at the seed, 5 at the 1,000
+# rung) called the same pairs "faster", "the same" and "not resolved" by turns
+# (docs/reference/statistics.md, "What a run decides"). Below this many processes a side such a
+# pair is called different only when its interval clears twice the margin, never the same, and
+# otherwise says the run does not decide it (``Speedup.decided``), so its words replicate
+# (issue 26); `--bench-scenario seed` runs the seed's peers with this many.
+DECIDING_PROCESSES = 20
 # Where a saved row records the margins it was judged with (--bench-margin).
 MARGINS_KEY = "equivalence_margins"
 
@@ -126,6 +135,30 @@ class Speedup(NamedTuple):
         if self.low >= 1 / edge and self.high <= edge:
             return Verdict.EQUIVALENT
         return Verdict.UNDETERMINED
+
+    @property
+    def decided(self) -> bool:
+        """For a head to head in time: whether its verdict replicates, with ``DECIDING_PROCESSES``
+        a side, or with fewer past twice the margin (beyond 1.10x at ±5%); one process a side,
+        or too few rounds, already say they rank nothing."""
+        if self.processes >= DECIDING_PROCESSES or self.processes <= 1 or not self.has_interval:
+            return True
+        guard = 1 + 2 * self.margin
+        return self.low > guard or self.high < 1 / guard
+
+    def not_decided(self, ratio: str = "") -> str:
+        """'not decided by 3 processes a side (1.02x, interval 0.97-1.08; a verdict within ±5% takes 20)'."""
+        return (
+            f"not decided by {self.processes} processes a side ({ratio}interval {self.low:.2f}-{self.high:.2f}; "
+            f"a verdict within {within(self.margin)} takes {DECIDING_PROCESSES})"
+        )
+
+    def describe_head_to_head(self, reference: str) -> str:
+        """``describe`` in time, or, when the run has too few processes to decide it, the ratio
+        and its interval with what it would take."""
+        if self.decided:
+            return self.describe(reference)
+        return f"{self.ratio:.2f}x against {reference}, {self.not_decided()}"
 
     @property
     def interval(self) -> str:
