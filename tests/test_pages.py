@@ -281,6 +281,7 @@ def test_in_flight_shows_the_clients_count_beside_the_targets_and_says_when_ther
                 "requests": 5000,
                 "client_max_in_flight": 5000,
                 "server_max_in_flight": 2221,
+                "server_requests_by_round": [5000, 5000, 5000],
             },
             {
                 "strategy": "threads",
@@ -294,6 +295,6 @@ def test_in_flight_shows_the_clients_count_beside_the_targets_and_says_when_ther
         ]
     )
     assert render(run, "in-flight", {}).splitlines()[2:] == [
-        "| asyncio-gather[aiohttp] | 5,000 | 5,000 | 2,221 |",
-        "| threads[own], INVALID | 20 | 20 | no referee |",
+        "| asyncio-gather[aiohttp] | 5,000 | 5,000 | 2,221 | 5,000 in each of 3 rounds |",
+        "| threads[own], INVALID | 20 | 20 | no referee | no referee |",
     ]

@@ -241,6 +241,9 @@ def row_info(
         "server_connections_accepted": _worst(complete, "server_connections_accepted"),
         # Issue 22: each round's count (0 in every keep-alive round), and what each warm-up opened.
         "server_connections_accepted_by_round": [r.get("server_connections_accepted") for r in complete],
+        # What the target counted in each round (the delay server's requests, PostgreSQL's
+        # statements): a row is INVALID unless each is N; saved so a page can show it.
+        "server_requests_by_round": [r.get("server_requests") for r in complete],
         "warmup_connections_accepted": [w.get("server_connections_accepted") for w in warmup],
         "worker_nice": _first(complete, "worker_nice"),
         "monkey_patched": monkey_patched,

@@ -258,17 +258,35 @@ def in_flight(run: Run, rows: list[Row]) -> str:
     """How many requests each row had open at once, by the client's count (from the moment its
     fetch is entered) and by the target's own (the referee: the delay server's ``/stats``, the
     database's sleeping backends); the worst round of each, as saved."""
-    header = ("row", "requests", "in flight, the client's count", "in flight, the target's count")
+    header = (
+        "row",
+        "requests",
+        "in flight, the client's count",
+        "in flight, the target's count",
+        "the target counted, each round",
+    )
     body = [
         (
             row.label if row.valid else f"{row.label}, INVALID",
             f"{row.info['requests']:,}",
             _count(row.info.get("client_max_in_flight")),
             _count(row.info.get("server_max_in_flight")) if row.info.get("fetch") is None else "no referee",
+            _each_round(row.info.get("server_requests_by_round"))
+            if row.info.get("fetch") is None
+            else "no referee",
         )
         for row in _one_workload(rows, "in-flight")
     ]
     return markdown_table(header, body)
+
+
+def _each_round(counts: list | None) -> str:
+    """'300 in each of 5 rounds', or each count; '-' for runs saved before the counts were."""
+    if not counts or None in counts:
+        return "-"
+    if len(set(counts)) == 1:
+        return f"{counts[0]:,} in each of {len(counts)} round{'s' if len(counts) > 1 else ''}"
+    return ", ".join(f"{count:,}" for count in counts)
 
 
 def _count(value: int | None) -> str:
