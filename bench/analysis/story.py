@@ -49,6 +49,10 @@ class Figure:
     less: str
     more: str
     center: Center = TIME_CENTER
+    # Whether a head to head in this figure needs DECIDING_PROCESSES a side to be decided: time
+    # and CPU, whose close pairs flipped between identical default runs; memory per waiting
+    # request hardly moves from one process to the next, and its verdicts replicated.
+    needs_processes: bool = True
 
     def groups(self, row: Row) -> list[list[float]]:
         if self.key == "seconds":
@@ -58,30 +62,32 @@ class Figure:
 
 
 TIME = Figure("seconds", "time", "faster", "slower")
-MEMORY = Figure("peak_rss_per_inflight_bytes", "memory", "less memory", "more memory", COST_CENTER)
+MEMORY = Figure("peak_rss_per_inflight_bytes", "memory", "less memory", "more memory", COST_CENTER, False)
 CPU = Figure("cpu_per_request_ms", "CPU", "less CPU", "more CPU", COST_CENTER)
 
 
 def decided(s: Speedup, figure: Figure, head_to_head: bool = False) -> bool:
-    """Whether the line's verdict replicates (``Speedup.decided``): a cost, or a time against
-    sequential, always; a head to head in time only with processes enough or a wide gap."""
-    return not (head_to_head and figure is TIME) or s.decided
+    """Whether the line's verdict replicates (``Speedup.decided``): memory, or a time against
+    sequential, always; a head to head in time or CPU only with processes enough or a wide gap."""
+    return not (head_to_head and figure.needs_processes) or s.decided
 
 
 def verdict(s: Speedup, figure: Figure, head_to_head: bool = False) -> str:
-    """'1.4x less memory', 'the same CPU within ±25% (1.03x)', '1.63x less CPU, not resolved
-    (interval 0.80-3.20)', '1.02x faster, not decided by 3 processes a side (...)' for a
-    ``head_to_head`` in time the run has too few processes for: ``s.ratio`` is the first's
-    figure over the second's."""
+    """'1.4x less memory', 'the same CPU within ±25% (1.03x)', '1.63x in CPU, not resolved
+    (interval 0.80-3.20)', '1.02x in time, not decided by 3 processes a side (...)' for a
+    ``head_to_head`` the run has too few processes for: ``s.ratio`` is the first's figure over
+    the second's. A line that decides nothing names no direction: which side its ratio falls
+    is the noise it did not resolve."""
     ratio = f"{_times(s.ratio)} {figure.less}" if s.ratio > 1 else f"{_times(1 / s.ratio)} {figure.more}"
+    plain = f"{s.ratio:.2f}x in {figure.noun}"
     if s.verdict is Verdict.NOT_RANKED:
-        return f"{s.ratio:.2f}x in {figure.noun}, too few rounds to rank"
+        return f"{plain}, too few rounds to rank"
     if not decided(s, figure, head_to_head):
-        return f"{ratio}, {s.not_decided()}"
+        return f"{plain}, {s.not_decided()}"
     if s.verdict is Verdict.EQUIVALENT:
         return f"the same {figure.noun} within {within(s.margin)} ({s.ratio:.2f}x)"
     if s.verdict is Verdict.UNDETERMINED:
-        return f"{ratio}, not resolved by this run (interval {s.low:.2f}-{s.high:.2f})"
+        return f"{plain}, not resolved by this run (interval {s.low:.2f}-{s.high:.2f})"
     return ratio
 
 
@@ -186,7 +192,7 @@ def story_lines(
     lines = [
         f"the story, from this run (the same: the interval over processes lies within the margin, "
         f"{compare.margins.describe()}; not resolved: it reaches across the margin; not decided: a head to head "
-        f"in time on fewer than {DECIDING_PROCESSES} processes a side, unless it is past twice the margin; "
+        f"in time or CPU on fewer than {DECIDING_PROCESSES} processes a side, unless past twice the margin; "
         "95% for each workload's lines):"
     ]
     if seed:
@@ -286,7 +292,7 @@ def _ladder_lines(
             f"at {compared:,}, cost: "
             + "; ".join(
                 f"{UNIT.get(b.strategy, b.strategy)} against {UNIT.get(a.strategy, a.strategy)}: "
-                f"{verdict(compare(a, b, MEMORY), MEMORY)}, {verdict(compare(a, b, CPU), CPU)}"
+                f"{verdict(compare(a, b, MEMORY), MEMORY, True)}, {verdict(compare(a, b, CPU), CPU, True)}"
                 for a, b in pairs
             )
         )
