@@ -131,8 +131,8 @@ def changes_of(base: Row, base_rows: list[Row], now: Row, current_rows: list[Row
     before, after = figures_of(base, base_rows), figures_of(now, current_rows)
 
     def resampled(figure: story.Figure, a: Row, b: Row) -> Change:
-        # speedup(reference, candidate) is center(reference) / center(candidate): current / baseline.
-        return Change.of(speedup(figure.groups(b), figure.groups(a), comparisons, center=figure.center))
+        # speedup(reference, candidate) is median(reference) / median(candidate): current / baseline.
+        return Change.of(speedup(figure.groups(b), figure.groups(a), comparisons))
 
     seconds = resampled(story.TIME, base, now)
     changes = {"seconds": seconds}
@@ -214,11 +214,13 @@ def _compare_row(group, base, base_rows, now, current_rows, limits, gate_seconds
         worse = delta is not None and (-delta if figure.higher_is_better else delta) > limits[figure.name]
         if worse and figure is MEMORY:
             rise = now.info["peak_rss_above_idle_bytes"] - base.info["peak_rss_above_idle_bytes"]
-            # The figure shown is the worst round's; its interval is of the mean over processes
-            # (verdicts.COST_CENTER). One round's outlier moves the first and not the second: a
-            # worsening is one only where both are past the limit.
-            mean = changes.get("memory")
-            worse = rise > MEMORY_NOISE_FLOOR_BYTES and (mean is None or mean.ratio - 1 > limits["memory"])
+            # The figure shown is the worst round's; its interval is of the median over processes.
+            # One round's outlier moves the first and not the second: a worsening is one only
+            # where both are past the limit.
+            median = changes.get("memory")
+            worse = rise > MEMORY_NOISE_FLOOR_BYTES and (
+                median is None or median.ratio - 1 > limits["memory"]
+            )
         resolved = not worse or _resolved(changes.get(figure.name), figure, limits[figure.name])
         # On CPU-bound work every strategy is expected at ~1x sequential: a change in that
         # ratio is noise, not a regression (efficiency is still gated there).

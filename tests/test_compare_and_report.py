@@ -261,7 +261,7 @@ def test_a_memory_rise_of_one_round_is_not_a_regression_when_the_mean_did_not_mo
     tmp_path, baseline_document, capsys
 ):
     """The shown figure (the worst round's) 30% up and 2 MiB past the noise floor, but every
-    process only 3% up: the mean the interval is of is within the limit, so no failure; every
+    process only 3% up: the median the interval is of is within the limit, so no failure; every
     process 30% up fails."""
 
     def memory_up(worst: float, each: float) -> dict:

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from bench.analysis.verdicts import COST_CENTER, Margins, Speedup, Verdict, speedup
+from bench.analysis.verdicts import Margins, Speedup, Verdict, speedup
 from bench.harness.timeline import max_in_flight, round_details
 from bench.workload import Outcome
 from servers.percentile import percentile
@@ -255,15 +255,3 @@ def test_one_process_a_side_is_never_resolved():
 
     s = speedup([[1.0, 1.01, 0.99, 1.0, 1.02]], [[0.5, 0.51, 0.49, 0.5, 0.52]])
     assert s.processes == 1 and s.verdict is Verdict.UNDETERMINED
-
-
-def test_a_cost_is_compared_by_its_mean_because_one_workers_cpu_is_bimodal():
-    """Identical work whose per-process CPU falls in two modes 1.5x apart (0.06 or 0.09 ms, as
-    workers do here): the medians of two samples of 20 land in different modes and nothing is
-    resolved; the means, what the requests add up to, come out the same within ±25%."""
-    original = [[value] for value in [0.06, 0.09] * 10]  # 10 in each mode: the median between them
-    twin = [[value] for value in [0.06] * 11 + [0.09] * 9]  # 11 and 9: the median in the low mode
-    by_median = speedup(original, twin, 3, 0.25)
-    by_mean = speedup(original, twin, 3, 0.25, COST_CENTER)
-    assert by_median.verdict is Verdict.UNDETERMINED
-    assert by_mean.verdict is Verdict.EQUIVALENT, by_mean

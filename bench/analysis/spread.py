@@ -56,7 +56,7 @@ def aa_lines_of(run: Run) -> list[str]:
             for figure in FIGURES:
                 if figure.key != "seconds" and not _has(figure, twin):
                     continue
-                s = speedup(figure.groups(twin), figure.groups(original), center=figure.center)
+                s = speedup(figure.groups(twin), figure.groups(original))
                 lines.append(
                     f"A/A {group}, {figure.noun}: twin / original {s.ratio:.3f} ({_percent(s.ratio)}), "
                     f"95% CI {s.low:.3f}-{s.high:.3f} over {s.processes} processes: "

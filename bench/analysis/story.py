@@ -19,11 +19,8 @@ from dataclasses import dataclass
 
 from bench.analysis.summary import Row, format_bytes, head_to_heads, reached_in_flight, reference_for
 from bench.analysis.verdicts import (
-    COST_CENTER,
     DECIDING_PROCESSES,
     MIN_ROUNDS_FOR_INTERVAL,
-    TIME_CENTER,
-    Center,
     Margins,
     Speedup,
     Verdict,
@@ -48,7 +45,6 @@ class Figure:
     noun: str
     less: str
     more: str
-    center: Center = TIME_CENTER
     # Whether a head to head in this figure needs DECIDING_PROCESSES a side to be decided: time
     # and CPU, whose close pairs flipped between identical default runs; memory per waiting
     # request hardly moves from one process to the next, and its verdicts replicated.
@@ -62,8 +58,8 @@ class Figure:
 
 
 TIME = Figure("seconds", "time", "faster", "slower")
-MEMORY = Figure("peak_rss_per_inflight_bytes", "memory", "less memory", "more memory", COST_CENTER, False)
-CPU = Figure("cpu_per_request_ms", "CPU", "less CPU", "more CPU", COST_CENTER)
+MEMORY = Figure("peak_rss_per_inflight_bytes", "memory", "less memory", "more memory", needs_processes=False)
+CPU = Figure("cpu_per_request_ms", "CPU", "less CPU", "more CPU")
 
 
 def decided(s: Speedup, figure: Figure, head_to_head: bool = False) -> bool:
@@ -120,7 +116,7 @@ class Comparisons:
         margin = {TIME: self.margins.time, MEMORY: self.margins.memory, CPU: self.margins.cpu}
         self.results = {
             (a.label, b.label, f.key, a.group): speedup(
-                f.groups(a), f.groups(b), per_workload[a.group], margin[f], f.center
+                f.groups(a), f.groups(b), per_workload[a.group], margin[f]
             )
             for a, b, f in wanted
         }

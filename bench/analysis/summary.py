@@ -12,7 +12,7 @@ from itertools import groupby
 from typing import NamedTuple
 
 from bench.analysis import connection_costs
-from bench.analysis.verdicts import COST_CENTER, Margins, speedup, within
+from bench.analysis.verdicts import Margins, speedup, within
 from bench.names import PSS_METHOD_PREFIX, TWIN_SUFFIX, row_label
 
 REFERENCE = "sequential"
@@ -261,9 +261,7 @@ def verdict_lines(rows: list[Row]) -> list[str]:
     ]
     for a, b, costs in twins:
         for cost in costs:
-            s = speedup(
-                cost.groups(a), cost.groups(b), comparisons, getattr(margins, cost.margin), COST_CENTER
-            )
+            s = speedup(cost.groups(a), cost.groups(b), comparisons, getattr(margins, cost.margin))
             lines.append(f"{b.label} vs {a.label}, {cost.name}: {s.describe(a.label, cost.noun)}")
     if any(a.client != b.client and a.strategy != b.strategy for a, b in pairs):
         lines.append(

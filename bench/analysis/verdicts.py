@@ -5,11 +5,7 @@ own address layout, hash seed and CPU placement, and the same CPU task has been 
 3.9 ms in one worker and 6.9 ms in another of the same run. An interval that resamples the
 rounds of one process claims differences that do not replicate (design rule 8).
 
-The ratio is median(reference rounds) / median(candidate rounds) for time. For what a request
-costs (memory, CPU) it is the ratio of the means (``COST_CENTER``): a cost is what the requests
-add up to, and one worker's CPU per request is bimodal on two shared cores (0.06 or 0.09 ms in
-identical workers, with the core a worker shares with the server), where a median jumps between
-the modes from one resample to the next and no number of processes settles it. Its interval:
+The ratio is median(reference rounds) / median(candidate rounds). Its interval:
 
 1. a **hierarchical bootstrap** gives the standard error of the log of that ratio: each side's
    rounds come grouped by the worker process that ran them; a resample draws that many
@@ -41,7 +37,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from statistics import NormalDist
 from typing import NamedTuple
@@ -54,10 +50,6 @@ SEED = 20180802  # the seed post's date; any fixed value makes verdicts reproduc
 MIN_ROUNDS_FOR_INTERVAL = 3
 
 Groups = Sequence[Sequence[float]]  # round times, one sequence per worker process
-Center = Callable[[Sequence[float]], float]
-# Wall time: the median round, as every table prints it. A cost: the mean (the module's docstring).
-TIME_CENTER: Center = statistics.median
-COST_CENTER: Center = statistics.mean
 
 # The practical-equivalence margins, from the spread of identical work on the 2-core development
 # machine (python -m bench.analysis.spread, docs/reference/statistics.md "Margins"): A/A twins
@@ -224,13 +216,11 @@ def speedup(
     candidate: Sequence[float] | Groups,
     comparisons: int = 1,
     margin: float = DEFAULT_TIME_MARGIN,
-    center: Center = TIME_CENTER,
 ) -> Speedup:
     """How many times faster ``candidate`` ran than ``reference``, with an interval over processes.
 
     ``comparisons``: how many lines share the family's 95% (Bonferroni); ``margin``: the
-    practical-equivalence margin its verdict is read against; ``center``: the median for times,
-    ``COST_CENTER`` for what a request costs.
+    practical-equivalence margin its verdict is read against.
     """
     if not margin > 0:
         raise ValueError(f"an equivalence margin must be > 0, got {margin}")
@@ -239,14 +229,17 @@ def speedup(
     candidate_all = [value for group in candidate_groups for value in group]
     if not reference_all or not candidate_all:
         raise ValueError("a speedup needs at least one round on each side")
-    ratio = center(reference_all) / center(candidate_all)
+    ratio = statistics.median(reference_all) / statistics.median(candidate_all)
     processes = min(len(reference_groups), len(candidate_groups))
     confidence = 1 - (1 - FAMILY_CONFIDENCE) / max(1, comparisons)
     if min(len(reference_all), len(candidate_all)) < MIN_ROUNDS_FOR_INTERVAL:
         return Speedup(ratio, math.nan, math.nan, processes, confidence, margin)
     rng = random.Random(SEED)
     logs = [
-        math.log(center(_resample(reference_groups, rng)) / center(_resample(candidate_groups, rng)))
+        math.log(
+            statistics.median(_resample(reference_groups, rng))
+            / statistics.median(_resample(candidate_groups, rng))
+        )
         for _ in range(BOOTSTRAP_RESAMPLES)
     ]
     # The units are processes; with one process a side, rounds are all there is to count.
