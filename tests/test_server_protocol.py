@@ -198,8 +198,9 @@ def test_the_cost_script_counts_what_it_sent(delay_server):
         measured = cost.measure(delay_server.base_url, mode, requests, connections=10)
         assert measured["requests"] == requests, measured
         assert measured["server_cpu_seconds"] > 0 and measured["client_cpu_us_per_request"] > 0, measured
+        # The ratio is saved to 2 decimals: on a loaded machine it can be 0.06 for 0.0647.
         assert measured["server_to_client_cpu"] == pytest.approx(
-            measured["server_cpu_us_per_request"] / measured["client_cpu_us_per_request"], rel=0.05
+            measured["server_cpu_us_per_request"] / measured["client_cpu_us_per_request"], rel=0.05, abs=0.005
         )
 
 
