@@ -3,6 +3,7 @@ while the worker ran; the instrument's own limit, when it did not wait. A row th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -146,6 +147,10 @@ def test_a_worker_that_starves_the_server_makes_a_late_row_the_models_cost():
         strategy, client = STRATEGIES["threads"], CLIENTS["requests"]
         with WorkerProcess(strategy, client, workload) as worker:
             os.sched_setaffinity(worker.pid, {cpu})
+            # The worker outweighs other programs on that CPU too (a test run beside a benchmark
+            # made them 68% of its CPU time, rightly judged theirs); raising it needs root.
+            with contextlib.suppress(PermissionError):
+                os.setpriority(os.PRIO_PROCESS, worker.pid, -10)
             recorder = RoundRecorder(worker, server)
             recorder.warm_up()
             recorder.record_round()
