@@ -217,6 +217,25 @@ class HandshakeByHand:
 ONE_BYTE = b"GET /delay?ms=0&bytes=1 HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
+@contextlib.contextmanager
+def stopped(server):
+    """Every process of the server stopped for the block (SIGSTOP), resumed after it."""
+    server.signal_all(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.signal_all(signal.SIGCONT)
+
+
+def assert_answered_late(server, client, stop_s: float) -> None:
+    """The handshake finished and one request answered, late by at least the stop."""
+    client.finish_handshake()
+    assert client.ask(ONE_BYTE, b"x").startswith(b"HTTP/1.1 200 OK")
+    stats = server.stats()
+    assert stats["served"] == 1
+    assert stats["lateness_ms"]["p99"] >= seen_as_late_ms(stop_s), stats["lateness_ms"]
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_a_client_hello_waiting_in_the_accept_queue_of_a_stopped_server_is_seen_late(loop):
     """Lateness counts from the ClientHello's arrival, not from the accept (issue 24 item 3): a
@@ -225,20 +244,13 @@ def test_a_client_hello_waiting_in_the_accept_queue_of_a_stopped_server_is_seen_
     accepted it, and read every byte of the request, after it."""
     stop_s = 0.4
     with one_worker_tls_server(loop) as server:
-        server.signal_all(signal.SIGSTOP)
-        try:
+        with stopped(server):
             raw = socket.create_connection(host_port(server, "https"), timeout=10)
             client = HandshakeByHand(server, raw)
             client.send_client_hello()  # to a server that has not accepted the connection
             time.sleep(stop_s)
-        finally:
-            server.signal_all(signal.SIGCONT)
         with raw:
-            client.finish_handshake()
-            assert client.ask(ONE_BYTE, b"x").startswith(b"HTTP/1.1 200 OK")
-        stats = server.stats()
-    assert stats["served"] == 1
-    assert stats["lateness_ms"]["p99"] >= seen_as_late_ms(stop_s), stats["lateness_ms"]
+            assert_answered_late(server, client, stop_s)
 
 
 def test_a_tls_server_stopped_when_a_client_hello_arrives_is_seen_late():
@@ -246,23 +258,18 @@ def test_a_tls_server_stopped_when_a_client_hello_arrives_is_seen_late():
     waits, and the first request's answer is late by the freeze, though every byte of the
     request itself arrived after it."""
     stop_s = 0.4
-    with one_worker_tls_server() as server:
-        with socket.create_connection(host_port(server, "https"), timeout=10) as raw:
-            deadline = time.monotonic() + 10
-            while server.stats()["connections_accepted"] < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)  # the stats' own connections are counted too; ours is accepted
-            client = HandshakeByHand(server, raw)
-            server.signal_all(signal.SIGSTOP)
-            try:
-                client.send_client_hello()
-                time.sleep(stop_s)
-            finally:
-                server.signal_all(signal.SIGCONT)
-            client.finish_handshake()
-            assert client.ask(ONE_BYTE, b"x").startswith(b"HTTP/1.1 200 OK")
-        stats = server.stats()
-    assert stats["served"] == 1
-    assert stats["lateness_ms"]["p99"] >= seen_as_late_ms(stop_s), stats["lateness_ms"]
+    with (
+        one_worker_tls_server() as server,
+        socket.create_connection(host_port(server, "https"), timeout=10) as raw,
+    ):
+        deadline = time.monotonic() + 10
+        while server.stats()["connections_accepted"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the stats' own connections are counted too; ours is accepted
+        client = HandshakeByHand(server, raw)
+        with stopped(server):
+            client.send_client_hello()
+            time.sleep(stop_s)
+        assert_answered_late(server, client, stop_s)
 
 
 def test_a_tls_clients_own_turn_in_the_handshake_is_not_the_servers_lateness():
