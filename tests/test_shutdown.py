@@ -181,6 +181,19 @@ def test_a_round_past_its_deadline_is_killed_with_a_clear_error(delay_server, mo
         assert wait_until(lambda: not alive([worker.pid]), timeout_s=10) is True
 
 
+def test_a_worker_killed_between_commands_fails_the_next_one_and_leaves_nothing_open(delay_server):
+    # The command meets a closed pipe and stays in stdin's buffer; closing stdin flushes it again.
+    # Before the fix that second BrokenPipeError escaped the row, and stdout was never closed.
+    workload = Workload(delay_server.base_url, 2, 0, 2)
+    with WorkerProcess(STRATEGIES["threads"], CLIENTS["requests"], workload) as worker:
+        worker.warm_up()
+        os.kill(worker.pid, signal.SIGKILL)
+        assert wait_until(lambda: not alive([worker.pid]), timeout_s=10) is True
+        with pytest.raises(WorkerError, match=r"threads worker exited \(status -9\) before 'round'"):
+            worker.run_round()
+    assert worker._process is None  # closed, without a warning (the suite fails on ResourceWarning)
+
+
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     target = tmp_path / "run.json"
     write_atomically(target, json.dumps({"v": 1}).encode())
@@ -270,7 +283,8 @@ def test_a_worker_killed_mid_run_fails_only_its_row(tmp_path):
         os.kill(worker, signal.SIGKILL)
         output, _ = run.communicate(timeout=HANG_GUARD_S)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
-    assert "threads[requests]: INVALID: " in output and "threads worker exited (status -9)" in output
+    assert "threads[requests]: INVALID: " in output, output[-6000:]
+    assert "threads worker exited (status -9)" in output, output[-6000:]
     # The other row is untouched: all its requests answered, and VALID unless this loaded
     # machine made the server late (then "2 failed", the instrument's verdict, not this bug's).
     survivor = next(

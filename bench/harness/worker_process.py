@@ -125,7 +125,10 @@ class WorkerProcess:
         if process is None:
             return
         self._selector.close()
-        process.stdin.close()  # EOF: the worker's loop ends and it exits 0
+        try:
+            process.stdin.close()  # EOF: the worker's loop ends and it exits 0
+        except BrokenPipeError:
+            pass  # it died with a command unsent: the WorkerError that _ask raised says so
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
