@@ -33,6 +33,7 @@ import contextlib
 import os
 import re
 import selectors
+import socket
 import subprocess
 import sys
 import tempfile
@@ -177,6 +178,9 @@ class Referee:
         self._thread: threading.Thread | None = None
         self._peak_sleeping = 0
         self._log_offset = 0
+        # Threads whose query never came back: each is still inside libpq, on one of the two
+        # connections, and would read it after it was freed if close() finished it under them.
+        self._stuck: list[threading.Thread] = []
 
     def exit_status(self) -> int | None:
         return self.server.exit_status()
@@ -235,6 +239,7 @@ class Referee:
         asking.start()
         asking.join(QUERY_DEADLINE_S)
         if asking.is_alive():
+            self._stuck.append(asking)
             raise PostgresError(self._no_answer("the referee"))
         if "error" in answer:
             raise PostgresError(
@@ -259,15 +264,30 @@ class Referee:
         if self._thread is not None:
             self._stop.set()
             self._thread.join(QUERY_DEADLINE_S)
-            stuck, self._thread = self._thread.is_alive(), None
-            if stuck:  # its query never came back: the peak it saw is not the round's
+            thread, self._thread = self._thread, None
+            if thread.is_alive():  # its query never came back: the peak it saw is not the round's
+                self._stuck.append(thread)
                 raise PostgresError(self._no_answer("the referee's sampler"))
 
     def close(self) -> None:
         with contextlib.suppress(PostgresError):  # frozen: the connections are closed all the same
             self._finish_sampling()
+        if any(thread.is_alive() for thread in self._stuck):
+            # Closing frees the connection at once (psycopg takes no lock to close), and a frozen
+            # server that resumes would wake the thread on freed memory: a segfault, seen once.
+            # A shut socket ends the thread's wait with an error whatever the server does.
+            for connection in (self._counter, self._sampler):
+                _hang_up(connection)
+            for thread in self._stuck:
+                thread.join(QUERY_DEADLINE_S)
         self._counter.close()
         self._sampler.close()
+
+
+def _hang_up(connection) -> None:
+    """Shut the connection's socket (not its descriptor, which libpq still owns) both ways."""
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(connection.fileno())) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 @contextmanager
