@@ -374,6 +374,10 @@ def lateness_owner(rounds: list[dict], workload: Workload) -> dict:
         figures["lateness_attribution"] = "whose, unknown: the server's run-queue wait was not measured"
         return figures
     # Without the machine's figure (a round recorded before issue 22), no other program is seen.
+    # It counts the CPUs the server may run on (all, unless it was pinned): programs on a core the
+    # server cannot use did not keep it waiting. A worker that also ran elsewhere cannot be split
+    # by core, so its whole CPU time is counted as competing: if anything, the model's share is
+    # overstated, never a late row put on the instrument that the model made.
     server_cpu = latest.get("server_cpu_seconds") or 0.0
     others = max(0.0, (latest.get("machine_cpu_seconds") or 0.0) - worker_cpu - server_cpu)
     # The server's own processes compete for the cores too (two workers and their parent beside

@@ -4,6 +4,7 @@ how busy the machine's CPUs were meanwhile."""
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 _NETSTAT = Path("/proc/net/netstat")
@@ -11,16 +12,34 @@ _STAT = Path("/proc/stat")
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
-def busy_cpu_seconds() -> float:
-    """CPU time every process of the machine has used since boot, all CPUs together (/proc/stat's
-    ``cpu`` line: user, nice, system, irq, softirq and steal; guest time is inside user already).
+def busy_cpu_seconds(cpus: Collection[int] | None = None) -> float:
+    """CPU time every process of the machine has used since boot on these CPUs (/proc/stat's
+    ``cpuN`` lines), or on all of them (its ``cpu`` line): user, nice, system, irq, softirq and
+    steal; guest time is inside user already.
 
     In clock ticks (10 ms here): read around a round of a second or more, its resolution is a
     percent. It tells how much of the CPU the worker and the server did not use: other programs'.
     """
-    fields = [int(value) for value in _STAT.read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / _TICKS_PER_SECOND
+    wanted = {"cpu"} if cpus is None else {f"cpu{cpu}" for cpu in cpus}
+    busy = 0
+    for line in _STAT.read_text().splitlines():
+        name, *values = line.split()
+        if name in wanted:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in values[:8])
+            busy += user + nice + system + irq + softirq + steal
+    return busy / _TICKS_PER_SECOND
+
+
+def cpus_of(pids: Iterable[int]) -> frozenset[int] | None:
+    """The CPUs these processes may run on (their affinities together); None, meaning all of
+    them, when there is none to ask or a process is gone."""
+    cpus: set[int] = set()
+    try:
+        for pid in pids:
+            cpus |= os.sched_getaffinity(pid)
+    except OSError:
+        return None
+    return frozenset(cpus) or None
 
 
 def listen_overflows() -> int:

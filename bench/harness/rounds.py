@@ -136,7 +136,10 @@ class RoundRecorder:
             # Only a server has a listen queue: the CPU-bound control, which has none, would
             # count other programs' overflows (the counter covers the whole network namespace).
             overflows_before = kernel.listen_overflows() if self.server else 0
-            machine_before = kernel.busy_cpu_seconds()
+            # The CPUs the server may run on (all of them, unless it was pinned): what ran there
+            # and was not the worker or the server is what the server waited behind.
+            server_cpus = kernel.cpus_of(self._server_pids())
+            machine_before = kernel.busy_cpu_seconds(server_cpus)
         except (OSError, urllib.error.URLError) as exc:
             # A 503 here is the server's connection cap refusing the referee's own request.
             refused = isinstance(exc, urllib.error.HTTPError) and exc.code == HTTPStatus.SERVICE_UNAVAILABLE
@@ -152,12 +155,14 @@ class RoundRecorder:
             return
         # pytest-benchmark gets this span: the same as the worker's round_trip_seconds, give or take µs.
         seconds = time.perf_counter() - started
-        machine_cpu = kernel.busy_cpu_seconds() - machine_before
+        machine_cpu = kernel.busy_cpu_seconds(server_cpus) - machine_before
         try:
             record = measured | self.worker.details() | {"timed_seconds": seconds, "process": self.process}
-            # Every process's CPU time in the round: what the worker and the server did not use was
-            # other programs' (issue 22, item 2: whose the server's wait for a CPU was).
+            # Every process's CPU time in the round on the server's CPUs (``machine_cpus``; all of
+            # them unless it was pinned): what the worker and the server did not use there was other
+            # programs' (issue 22, item 2: whose the server's wait for a CPU was).
             record["machine_cpu_seconds"] = machine_cpu
+            record["machine_cpus"] = None if server_cpus is None else sorted(server_cpus)
             record["listen_overflows"] = kernel.listen_overflows() - overflows_before if self.server else 0
             if self.server:
                 self._check_server()
@@ -197,6 +202,12 @@ class RoundRecorder:
             self._fail(f"could not finish the round's bookkeeping: {exc}", seconds=seconds)
             return
         self.rounds.append(record)
+
+    def _server_pids(self) -> tuple[int, ...]:
+        """A delay server this process started: its workers and their parent; else none known."""
+        if isinstance(self.server, DelayServer) and self.server.process is not None:
+            return (*self.server.worker_pids, self.server.process.pid)
+        return ()
 
     def _empty_windows(self) -> tuple[float, float] | None:
         """What the server's CPU costs with no request, outside the timer: (a window's reset and
