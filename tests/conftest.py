@@ -25,6 +25,11 @@ def pytest_cmdline_main(config):
     ):
         config.option.numprocesses = "auto"
         config.option.dist = "loadfile"
+        # A crashed worker (a segfault in a C extension) fails the run, and is not replaced: a
+        # replacement re-runs what was left of the crashed file, and once left the run waiting
+        # forever instead of ending.
+        if config.option.maxworkerrestart is None:
+            config.option.maxworkerrestart = 0
 
 
 def child_pids() -> list[int]:
