@@ -32,6 +32,28 @@ def pytest_cmdline_main(config):
             config.option.maxworkerrestart = 0
 
 
+# Workers that went down with an error. A crash after a worker's last test (a leftover thread
+# waking on freed memory) fails no test, and xdist would end the run green.
+WORKERS_DOWN: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    if error:
+        WORKERS_DOWN.append(f"{node.gateway.id}: {error}".strip())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    if WORKERS_DOWN and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    for down in WORKERS_DOWN:
+        terminalreporter.write_line(f"an xdist worker went down: {down}", red=True)
+
+
 def child_pids() -> list[int]:
     """PIDs whose parent is this process, read from /proc (no psutil needed)."""
     children = []

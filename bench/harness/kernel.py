@@ -20,14 +20,21 @@ def busy_cpu_seconds(cpus: Collection[int] | None = None) -> float:
     In clock ticks (10 ms here): read around a round of a second or more, its resolution is a
     percent. It tells how much of the CPU the worker and the server did not use: other programs'.
     """
-    wanted = {"cpu"} if cpus is None else {f"cpu{cpu}" for cpu in cpus}
-    busy = 0
+    total, per_cpu = 0, {}
     for line in _STAT.read_text().splitlines():
         name, *values = line.split()
-        if name in wanted:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in values[:8])
-            busy += user + nice + system + irq + softirq + steal
-    return busy / _TICKS_PER_SECOND
+        if not name.startswith("cpu"):
+            break  # the CPU lines come first
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in values[:8])
+        busy = user + nice + system + irq + softirq + steal
+        if name == "cpu":
+            total = busy
+        else:
+            per_cpu[int(name[3:])] = busy
+    # Every CPU asked: the total line, which the kernel sums before rounding each CPU's to ticks.
+    if cpus is None or per_cpu.keys() <= set(cpus):
+        return total / _TICKS_PER_SECOND
+    return sum(per_cpu.get(cpu, 0) for cpu in cpus) / _TICKS_PER_SECOND
 
 
 def cpus_of(pids: Iterable[int]) -> frozenset[int] | None:

@@ -280,13 +280,29 @@ class Referee:
                 _hang_up(connection)
             for thread in self._stuck:
                 thread.join(QUERY_DEADLINE_S)
+            if any(thread.is_alive() for thread in self._stuck):
+                _NEVER_FREED.extend((self._counter, self._sampler))
+                raise PostgresError(
+                    f"a query of the referee's did not end when its socket was shut; its connections "
+                    f"to {self.server.dsn} stay open for this process's life rather than be freed under it"
+                )
         self._counter.close()
         self._sampler.close()
 
 
+# Connections a thread may still read: never freed (the alternative is a use after free).
+_NEVER_FREED: list = []
+
+
 def _hang_up(connection) -> None:
     """Shut the connection's socket (not its descriptor, which libpq still owns) both ways."""
-    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(connection.fileno())) as sock:
+    import psycopg
+
+    try:
+        fileno = connection.fileno()  # raises if the connection is already lost or closed
+    except psycopg.Error:
+        return
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fileno)) as sock:
         sock.shutdown(socket.SHUT_RDWR)
 
 
