@@ -200,10 +200,33 @@ def uncited(root: Path, cited: dict[str, list[Block]]) -> list[str]:
     return [name for name in listed if name not in cited]
 
 
+def report_problems(root: Path) -> list[str]:
+    """The committed report's text against the one its committed runs give now (its charts are
+    not compared: they draw the same figures). None to check where there is no report."""
+    from bench import report  # its charts pull in matplotlib; only this check needs it
+
+    committed = root / report.DEFAULT_OUT.relative_to(report.RESULTS_DIR.parent) / "report.md"
+    if not committed.exists():
+        return []
+    text = committed.read_text()
+    drawn = re.findall(r"^!\[(.*)\]\((.*)\)$", text, re.MULTILINE)
+    fresh = report.markdown_of([load_run(root / name) for name in report.COMMITTED_RUNS], drawn)
+    for number, (old, new) in enumerate(zip(text.splitlines(), fresh.splitlines(), strict=False), 1):
+        if old != new:
+            return [
+                f"{committed.relative_to(root)}:{number} differs from what {', '.join(report.COMMITTED_RUNS)} "
+                f"give now (run `python -m bench.report {' '.join(report.COMMITTED_RUNS)}`):\n"
+                f"  committed: {old}\n  now:       {new}"
+            ]
+    if text.splitlines() != fresh.splitlines():
+        return [f"{committed.relative_to(root)} has not the length its runs give now"]
+    return []
+
+
 def check(root: Path, check_provenance: bool = True) -> tuple[list[str], list[str]]:
     """(problems that fail the check, committed run files no page cites)."""
     problems, cited = figure_problems(root)
-    problems += run_problems(root, cited, check_provenance)
+    problems += run_problems(root, cited, check_provenance) + report_problems(root)
     return problems, uncited(root, cited)
 
 

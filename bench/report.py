@@ -33,6 +33,9 @@ from bench.reporting.context import portable
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 DEFAULT_OUT = RESULTS_DIR / "report"
+# The committed runs the committed report (DEFAULT_OUT) is drawn from, relative to the project's
+# root: ``python -m bench.pages --check`` re-builds its text from them.
+COMMITTED_RUNS = ("results/baseline/baseline.json", "results/runs/qsc.json", "results/runs/connections.json")
 
 QUESTION = (
     "When a Python program waits on the network, how much do coroutines buy over sequential code "
@@ -193,6 +196,11 @@ def build(runs: list[Run], drawn: list[tuple[str, str]], groups: dict[str, list[
             )
             blocks.append(("table", DECOMPOSITION_COLUMNS, split))
     return blocks
+
+
+def markdown_of(runs: list[Run], drawn: list[tuple[str, str]]) -> str:
+    """The report's Markdown for these runs, given the charts drawn (title, filename)."""
+    return to_markdown(build(runs, drawn, merge(runs)))
 
 
 def to_markdown(blocks: list[tuple]) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import pages
-from bench.analysis.results import Run
+from bench import pages, report
+from bench.analysis.results import Run, load_run
 from bench.analysis.summary import Row
 from bench.reporting import provenance
 from bench.reporting.figures import FIGURES, FigureError, render
@@ -298,3 +298,17 @@ def test_in_flight_shows_the_clients_count_beside_the_targets_and_says_when_ther
         "| asyncio-gather[aiohttp] | 5,000 | 5,000 | 2,221 | 5,000 in each of 3 rounds |",
         "| threads[own], INVALID | 20 | 20 | no referee | no referee |",
     ]
+
+
+def test_a_committed_report_its_runs_no_longer_give_fails_the_check(site, monkeypatch):
+    """The report once kept a closing summary of a former reading (3.3x less CPU where its run
+    gives 3.5x): its text is re-built from its runs by the check."""
+    monkeypatch.setattr(report, "COMMITTED_RUNS", (BASELINE,))
+    fresh = report.markdown_of([load_run(site / BASELINE)], [("Side by side", "side_by_side.png")])
+    assert "less CPU" in fresh
+    committed = site / "results" / "report" / "report.md"
+    committed.parent.mkdir(parents=True)
+    committed.write_text(fresh.replace("less CPU", "more CPU", 1))
+    [problem] = pages.report_problems(site)
+    assert problem.startswith("results/report/report.md:") and "committed: " in problem, problem
+    assert "more CPU" in problem and "python -m bench.report results/baseline/baseline.json" in problem
