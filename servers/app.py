@@ -254,8 +254,11 @@ class RouteCache(dict):
 
 
 class Gathering:
-    """One worker's ``/delay?ms=W&gather=K`` requests, each answered once K requests are in
-    flight over all workers, or W ms after it arrived, whichever comes first.
+    """One worker's ``/delay?ms=W&gather=K`` requests, each answered once K gather requests are
+    waiting over all workers, or W ms after it arrived, whichever comes first. Only gather
+    requests count: a request still in flight from someone else (a client killed mid-round
+    whose answer is not due yet) once released a warm-up one request short, and left its
+    last request waiting the whole W (15 s) for a barrier no one else would reach.
 
     The warm-up holds every connection a round will use open at once this way (issue 22): a
     model that finishes ``ms=0`` requests one after another would otherwise reuse a handful.
@@ -281,6 +284,7 @@ class Gathering:
         self.waiting.setdefault(self.stats.release_generation, []).append(entry)
         heapq.heappush(self.deadlines, (arrival + target.delay_s, next(self.order), entry))
         self.live += 1
+        self.stats.gathering_changed(1)
         self.fewest = min(self.fewest, target.gather)
         self._check()
         if self.live and self.poll is None:
@@ -293,7 +297,7 @@ class Gathering:
             self.poll = loop.call_later(GATHER_POLL_S, self._poll, loop)
 
     def _check(self) -> None:
-        if self.stats.in_flight_total() >= self.fewest:
+        if self.stats.gathering_total() >= self.fewest:
             self.stats.release()
         generation = self.stats.release_generation
         released = [
@@ -326,6 +330,7 @@ class Gathering:
             return  # answered already (released, then its deadline came)
         entry[0] = None
         self.live -= 1
+        self.stats.gathering_changed(-1)
         if protocol.in_flight and not protocol.transport.is_closing():  # else the client hung up
             protocol._delay_over(target, arrival)
 

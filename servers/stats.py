@@ -90,6 +90,8 @@ class _WorkerSlot(ctypes.Structure):
         ("epoch", ctypes.c_int64),
         ("max_in_flight", ctypes.c_int64),
         ("lateness_max_ms", ctypes.c_double),
+        # Its gather=K requests not yet answered: the warm-up barrier counts these, not in_flight.
+        ("gathering", ctypes.c_int64),
         ("counters", _Counters),
     )
 
@@ -213,12 +215,15 @@ class SharedStats:
         if lateness_ms > slot.lateness_max_ms:
             slot.lateness_max_ms = lateness_ms
 
-    def in_flight_total(self) -> int:
-        """Requests in flight over all workers, as ``enter`` counts them for the peak."""
-        total = self._slot.in_flight
+    def gathering_total(self) -> int:
+        """gather=K requests waiting for their barrier over all workers (``Gathering``)."""
+        total = self._slot.gathering
         for other in self._others:
-            total += other.in_flight
+            total += other.gathering
         return total
+
+    def gathering_changed(self, by: int) -> None:
+        self._slot.gathering = self._slot.gathering + by
 
     @property
     def release_generation(self) -> int:

@@ -73,6 +73,23 @@ def test_gather_answers_k_requests_together_across_both_workers(delay_server):
     assert (stats["served"], stats["max_in_flight"]) == (k, k)
 
 
+def test_gather_counts_only_gather_requests(delay_server):
+    """Another client's request in flight (a killed worker's, its answer not due) does not stand in
+    for a gather request: K-1 of them plus it once released the barrier one short, and the K-th,
+    arriving after, waited its whole W."""
+    k = 3
+    port = _port(delay_server)
+    with _send(port, "/delay?ms=1500") as other, ExitStack() as stack:
+        _wait_for_in_flight(delay_server, 1)
+        waiting = [stack.enter_context(_send(port, f"/delay?ms=60000&gather={k}")) for _ in range(k - 1)]
+        _wait_for_in_flight(delay_server, k)
+        readable, _, _ = select.select(waiting, [], [], 0.2)
+        assert readable == [], "answered with K-1 gather requests and another request in flight"
+        last = _send(port, f"/delay?ms=60000&gather={k}")
+        assert [_status(sock) for sock in [*waiting, last]] == [b"HTTP/1.1 200 OK"] * k
+        assert _status(other) == b"HTTP/1.1 200 OK"  # ended: nothing left in flight
+
+
 def test_gather_answers_after_w_when_k_never_comes(delay_server):
     port = _port(delay_server)
     started = time.monotonic()

@@ -111,7 +111,8 @@ def test_harness_overhead_is_recorded(delay_server):
 
 
 def test_a_worker_killed_mid_round_fails_with_a_clear_error(delay_server):
-    workload = Workload(delay_server.base_url, requests=1, delay_ms=10_000, concurrency=1)
+    # Killed 0.5 s into a round of one 3 s request: mid-round, with 2.5 s to spare.
+    workload = Workload(delay_server.base_url, requests=1, delay_ms=3_000, concurrency=1)
     with WorkerProcess(STRATEGIES["sequential"], CLIENTS["requests"], workload) as worker:
         import os
         import signal
@@ -120,6 +121,12 @@ def test_a_worker_killed_mid_round_fails_with_a_clear_error(delay_server):
         threading.Timer(0.5, os.kill, (worker.pid, signal.SIGKILL)).start()
         with pytest.raises(WorkerError, match=r"sequential worker exited \(status -9\) mid-conversation"):
             worker.run_round()
+    # The server holds the dead client's request until its delay is over: the session's server is
+    # left as found, so the next test's max_in_flight counts only its own requests.
+    deadline = time.monotonic() + 30
+    while delay_server.stats()["in_flight"]:
+        assert time.monotonic() < deadline, "the killed worker's request never ended"
+        time.sleep(0.05)
 
 
 def test_to_thread_keeps_the_default_executors_cap():
