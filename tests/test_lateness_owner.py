@@ -3,7 +3,6 @@ while the worker ran; the instrument's own limit, when it did not wait. A row th
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal

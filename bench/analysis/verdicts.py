@@ -215,7 +215,7 @@ def _bootstrap_log_ratios(reference: list[list[float]], candidate: list[list[flo
     state, two 32-bit words a ``random()``, ``floor(random() * n)`` a choice), so the intervals
     are the ones the plain-Python loop gave, bit for bit, in a fraction of its CPU.
     """
-    import numpy as np  # matplotlib's dependency; imported here, not by every worker process
+    import numpy as np  # imported here, not by every worker process that imports verdicts
 
     sides = []
     for groups in (reference, candidate):

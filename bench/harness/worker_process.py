@@ -7,6 +7,7 @@ plain pipes, never multiprocessing, whose queues can hang under a patched ``thre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -125,10 +126,10 @@ class WorkerProcess:
         if process is None:
             return
         self._selector.close()
-        try:
-            process.stdin.close()  # EOF: the worker's loop ends and it exits 0
-        except BrokenPipeError:
-            pass  # it died with a command unsent: the WorkerError that _ask raised says so
+        # EOF: the worker's loop ends and it exits 0. A broken pipe: it died with a command
+        # unsent, which the WorkerError _ask raised already says.
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
