@@ -2,9 +2,11 @@
 
 import math
 import random
+import statistics
 
 import pytest
 
+from bench.analysis import verdicts
 from bench.analysis.verdicts import Margins, Speedup, Verdict, speedup
 from bench.harness.timeline import max_in_flight, round_details
 from bench.workload import Outcome
@@ -255,3 +257,34 @@ def test_one_process_a_side_is_never_resolved():
 
     s = speedup([[1.0, 1.01, 0.99, 1.0, 1.02]], [[0.5, 0.51, 0.49, 0.5, 0.52]])
     assert s.processes == 1 and s.verdict is Verdict.UNDETERMINED
+
+
+def _plain_bootstrap(reference, candidate):
+    """The bootstrap as first written, in plain Python: the reference the fast one must equal."""
+    rng = random.Random(verdicts.SEED)
+
+    def resample(groups):
+        drawn = rng.choices(groups, k=len(groups))
+        return [value for group in drawn for value in rng.choices(group, k=len(group))]
+
+    return [
+        math.log(statistics.median(resample(reference)) / statistics.median(resample(candidate)))
+        for _ in range(verdicts.BOOTSTRAP_RESAMPLES)
+    ]
+
+
+@pytest.mark.parametrize("shape", ["one process a side", "equal groups", "unequal groups", "ties"])
+def test_the_fast_bootstrap_draws_what_the_plain_one_drew(shape):
+    """numpy replays Python's Mersenne Twister stream: every resample, not just the interval."""
+    rng = random.Random(shape)
+    sizes = {
+        "one process a side": ([7], [5]),
+        "equal groups": ([4] * 5, [4] * 5),
+        "unequal groups": ([1, 3, 2, 6], [5, 1, 1]),
+        "ties": ([3] * 4, [2] * 6),
+    }[shape]
+    reference, candidate = (
+        [[round(rng.uniform(0.9, 1.3), 1 if shape == "ties" else 6) for _ in range(n)] for n in side]
+        for side in sizes
+    )
+    assert verdicts._bootstrap_log_ratios(reference, candidate) == _plain_bootstrap(reference, candidate)
