@@ -40,7 +40,7 @@ _NON_NEGATIVE_INT = re.compile(r"[0-9]{1,9}")
 _FRACTION = re.compile(r"(0|1)(\.[0-9]{1,6})?|\.[0-9]{1,6}")
 # The most requests a gather=K barrier waits for: more than any open-files limit lets in flight.
 MAX_GATHER = 1_000_000
-# How often a worker with gather requests waiting looks at the other workers' in-flight counts
+# How often a worker with gather requests waiting looks at the other workers' gathering counts
 # and the shared release generation: one timer per worker, none per request.
 GATHER_POLL_S = 0.002
 # ms, bytes, stall and gather are integers up to these limits; fail and drop are fractions of requests.
@@ -262,7 +262,7 @@ class Gathering:
 
     The warm-up holds every connection a round will use open at once this way (issue 22): a
     model that finishes ``ms=0`` requests one after another would otherwise reuse a handful.
-    Connections are spread over the workers by the kernel, so the worker that sees K in flight
+    Connections are spread over the workers by the kernel, so the worker that sees K waiting
     moves the shared release generation (``SharedStats.release``), and each worker answers
     the requests that have been waiting since an older generation. Checked as a request
     arrives, and by one poll timer per worker while any wait; a plain /delay never comes here.
@@ -280,7 +280,7 @@ class Gathering:
         self.poll: asyncio.TimerHandle | None = None
 
     def wait(self, protocol: DelayProtocol, target: DelayRequest, arrival: float) -> None:
-        entry = [protocol, target, arrival]
+        entry = protocol.gather_entry = [protocol, target, arrival]
         self.waiting.setdefault(self.stats.release_generation, []).append(entry)
         heapq.heappush(self.deadlines, (arrival + target.delay_s, next(self.order), entry))
         self.live += 1
@@ -327,12 +327,23 @@ class Gathering:
     def _answer(self, entry: list) -> None:
         protocol, target, arrival = entry
         if protocol is None:
-            return  # answered already (released, then its deadline came)
-        entry[0] = None
-        self.live -= 1
-        self.stats.gathering_changed(-1)
+            return  # answered already (released, then its deadline came), or its client hung up
+        self.forget(entry)
         if protocol.in_flight and not protocol.transport.is_closing():  # else the client hung up
             protocol._delay_over(target, arrival)
+
+    def forget(self, entry: list) -> None:
+        """It waits no more (answered, or its client hung up): it no longer counts toward a
+        barrier. A reset gather request counted until its W ran out, and released the next
+        warm-up early (outside review)."""
+        if entry[0] is not None:
+            entry[0] = None
+            self.live -= 1
+            self.stats.gathering_changed(-1)
+            if not self.live:
+                # At once, not at the next poll: a request arriving first would keep the last
+                # barrier's K and be released with that many waiting (seen under load).
+                self.fewest = MAX_GATHER
 
 
 # -- the app and its connections ------------------------------------------------------------
@@ -396,6 +407,7 @@ class DelayProtocol(asyncio.Protocol):
         self.queue: collections.deque = collections.deque()  # complete requests waiting their turn
         self.busy = False  # a request is being answered (waiting, stalling)
         self.in_flight = False  # ...and counted in the server's in_flight
+        self.gather_entry: list | None = None  # its gather request's place in Gathering, if any
         self.keep_alive = True
         # False once what arrives is no longer parsed: after a refusal, or after a head that asked
         # to switch protocols (what follows it is not HTTP/1.1).
@@ -445,6 +457,8 @@ class DelayProtocol(asyncio.Protocol):
         if self.in_flight:  # the client hung up mid-delay (or mid-stall): free its slot now
             self.in_flight = False
             self.stats.leave()
+        if self.gather_entry is not None:
+            self.app.gathering.forget(self.gather_entry)
 
     def _idle_check(self) -> None:
         """Close a connection idle, or half-way through a request's head, for the idle timeout.

@@ -62,7 +62,7 @@ class _Control(ctypes.Structure):
         ("listen_overflows_at_reset", ctypes.c_int64),
         ("parent_cpu_ns_at_reset", ctypes.c_int64),
         ("parent_wait_ns_at_reset", ctypes.c_int64),
-        # Bumped by any worker that sees a gather request's K in flight (servers.app, Gathering):
+        # Bumped by any worker that sees a gather request's K waiting (servers.app, Gathering):
         # the others release their waiting gather requests when it moves. Two workers bumping at
         # once may write the same value; the generation still moves, which is all a waiter asks.
         ("release_generation", ctypes.c_int64),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import time
 from contextlib import ExitStack
 
@@ -88,6 +89,28 @@ def test_gather_counts_only_gather_requests(delay_server):
         last = _send(port, f"/delay?ms=60000&gather={k}")
         assert [_status(sock) for sock in [*waiting, last]] == [b"HTTP/1.1 200 OK"] * k
         assert _status(other) == b"HTTP/1.1 200 OK"  # ended: nothing left in flight
+
+
+def test_a_gather_request_whose_client_reset_counts_no_more(delay_server):
+    """A warm-up cut short (its worker killed) resets its connections: their gather requests must
+    not stand in for the next warm-up's, which they did until their W ran out (outside review)."""
+    k = 3
+    port = _port(delay_server)
+    gone = _send(port, f"/delay?ms=60000&gather={k}")
+    _wait_for_in_flight(delay_server, 1)
+    gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+    gone.close()
+    deadline = time.monotonic() + 10
+    while delay_server.stats()["in_flight"]:
+        assert time.monotonic() < deadline, "the reset request never left the server's in-flight count"
+        time.sleep(0.01)
+    with ExitStack() as stack:
+        waiting = [stack.enter_context(_send(port, f"/delay?ms=60000&gather={k}")) for _ in range(k - 1)]
+        _wait_for_in_flight(delay_server, k - 1)
+        readable, _, _ = select.select(waiting, [], [], 0.3)
+        assert readable == [], "released by a request whose client had reset"
+        last = _send(port, f"/delay?ms=60000&gather={k}")
+        assert [_status(sock) for sock in [*waiting, last]] == [b"HTTP/1.1 200 OK"] * k
 
 
 def test_gather_answers_after_w_when_k_never_comes(delay_server):

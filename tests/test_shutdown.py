@@ -191,7 +191,9 @@ def test_a_worker_killed_between_commands_fails_the_next_one_and_leaves_nothing_
         # Until every thread of it has exited (its pipes closed with the last one), left unreaped:
         # its main thread shows as a zombie while the others still exit and hold its stdin open,
         # and a command written then met an open pipe (2 runs of 4 failed "mid-conversation").
-        os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)
+        wait_until(
+            lambda: os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG), timeout_s=10
+        )
         with pytest.raises(WorkerError, match=r"threads worker exited \(status -9\) before 'round'"):
             worker.run_round()
     # Closed without a ResourceWarning for stdout: the suite's filterwarnings = error fails on one.

@@ -273,12 +273,15 @@ def _plain_bootstrap(reference, candidate):
     ]
 
 
-@pytest.mark.parametrize("shape", ["one process a side", "equal groups", "unequal groups", "ties"])
+@pytest.mark.parametrize(
+    "shape", ["one process a side", "one round a process", "equal groups", "unequal groups", "ties"]
+)
 def test_the_fast_bootstrap_draws_what_the_plain_one_drew(shape):
     """numpy replays Python's Mersenne Twister stream: every resample, not just the interval."""
     rng = random.Random(shape)
     sizes = {
         "one process a side": ([7], [5]),
+        "one round a process": ([1] * 20, [1] * 20),  # the seed scenario's and the A/A runs' shape
         "equal groups": ([4] * 5, [4] * 5),
         "unequal groups": ([1, 3, 2, 6], [5, 1, 1]),
         "ties": ([3] * 4, [2] * 6),

@@ -235,6 +235,7 @@ def _bootstrap_log_ratios(reference: list[list[float]], candidate: list[list[flo
     raw = generator.random_raw(2 * per_resample * BOOTSTRAP_RESAMPLES).reshape(-1, 2)
     # random.random(): (a >> 5) * 2**26 + (b >> 6), over 2**53.
     uniform = ((raw[:, 0] >> 5) * 67108864.0 + (raw[:, 1] >> 6)) * (1.0 / 9007199254740992.0)
+    del raw  # sized for the most draws a resample can take: a run of many rounds makes it big
 
     # A side's resample that starts at draw p takes `count` draws for its processes, then as many
     # as the drawn processes have rounds: that advance, for every p at once...
