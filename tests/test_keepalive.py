@@ -55,19 +55,23 @@ def _wait_for_in_flight(server, count: int) -> None:
         time.sleep(0.01)
 
 
-def test_gather_answers_k_requests_together_across_both_workers(delay_server):
-    """K-1 requests wait (W is a minute); the K-th releases them all, on every worker."""
-    k = 24  # over 2 workers by the kernel's hash: all on one has a chance of 2**-23
-    port = _port(delay_server)
-    delay_server.reset_stats()
+def assert_only_the_kth_releases(server, k: int, already_in_flight: int = 0) -> None:
+    """K-1 gather requests wait (W is a minute), unanswered; the K-th releases them all."""
+    port = _port(server)
     with ExitStack() as stack:
         waiting = [stack.enter_context(_send(port, f"/delay?ms=60000&gather={k}")) for _ in range(k - 1)]
-        _wait_for_in_flight(delay_server, k - 1)
-        readable, _, _ = select.select(waiting, [], [], 0.2)
-        assert readable == [], "answered before K were in flight"
+        _wait_for_in_flight(server, already_in_flight + k - 1)
+        readable, _, _ = select.select(waiting, [], [], 0.3)
+        assert readable == [], f"answered with {k - 1} gather requests waiting"
         last = _send(port, f"/delay?ms=60000&gather={k}")
         statuses = [_status(sock) for sock in [*waiting, last]]  # each recv times out after 30 s
     assert statuses == [b"HTTP/1.1 200 OK"] * k
+
+
+def test_gather_answers_k_requests_together_across_both_workers(delay_server):
+    k = 24  # over 2 workers by the kernel's hash: all on one has a chance of 2**-23
+    delay_server.reset_stats()
+    assert_only_the_kth_releases(delay_server, k)
     stats = delay_server.stats()
     assert stats["workers"] == 2
     assert all(served > 0 for served in stats["served_per_worker"]), stats["served_per_worker"]
@@ -78,16 +82,9 @@ def test_gather_counts_only_gather_requests(delay_server):
     """Another client's request in flight (a killed worker's, its answer not due) does not stand in
     for a gather request: K-1 of them plus it once released the barrier one short, and the K-th,
     arriving after, waited its whole W."""
-    k = 3
-    port = _port(delay_server)
-    with _send(port, "/delay?ms=1500") as other, ExitStack() as stack:
+    with _send(_port(delay_server), "/delay?ms=1500") as other:
         _wait_for_in_flight(delay_server, 1)
-        waiting = [stack.enter_context(_send(port, f"/delay?ms=60000&gather={k}")) for _ in range(k - 1)]
-        _wait_for_in_flight(delay_server, k)
-        readable, _, _ = select.select(waiting, [], [], 0.2)
-        assert readable == [], "answered with K-1 gather requests and another request in flight"
-        last = _send(port, f"/delay?ms=60000&gather={k}")
-        assert [_status(sock) for sock in [*waiting, last]] == [b"HTTP/1.1 200 OK"] * k
+        assert_only_the_kth_releases(delay_server, 3, already_in_flight=1)
         assert _status(other) == b"HTTP/1.1 200 OK"  # ended: nothing left in flight
 
 
@@ -95,8 +92,7 @@ def test_a_gather_request_whose_client_reset_counts_no_more(delay_server):
     """A warm-up cut short (its worker killed) resets its connections: their gather requests must
     not stand in for the next warm-up's, which they did until their W ran out (outside review)."""
     k = 3
-    port = _port(delay_server)
-    gone = _send(port, f"/delay?ms=60000&gather={k}")
+    gone = _send(_port(delay_server), f"/delay?ms=60000&gather={k}")
     _wait_for_in_flight(delay_server, 1)
     gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
     gone.close()
@@ -104,13 +100,7 @@ def test_a_gather_request_whose_client_reset_counts_no_more(delay_server):
     while delay_server.stats()["in_flight"]:
         assert time.monotonic() < deadline, "the reset request never left the server's in-flight count"
         time.sleep(0.01)
-    with ExitStack() as stack:
-        waiting = [stack.enter_context(_send(port, f"/delay?ms=60000&gather={k}")) for _ in range(k - 1)]
-        _wait_for_in_flight(delay_server, k - 1)
-        readable, _, _ = select.select(waiting, [], [], 0.3)
-        assert readable == [], "released by a request whose client had reset"
-        last = _send(port, f"/delay?ms=60000&gather={k}")
-        assert [_status(sock) for sock in [*waiting, last]] == [b"HTTP/1.1 200 OK"] * k
+    assert_only_the_kth_releases(delay_server, k)
 
 
 def test_gather_answers_after_w_when_k_never_comes(delay_server):
