@@ -256,7 +256,15 @@ def test_ctrl_c_after_a_finished_row_saves_nothing(tmp_path):
         "--bench-delay-ms=1000",
         "--bench-rounds=1",
     ) as run:
-        wait_until(lambda: running(run) and any("sequential" in c for c in descendants(run.pid).values()))
+        # The sequential row's worker, by its module: a child forked but not yet exec'd shows the
+        # parent's command line, which names "sequential" too (a git call of pytest-benchmark's
+        # start-up was taken for the worker, and the Ctrl-C came before pytest could handle it).
+        wait_until(
+            lambda: (
+                running(run)
+                and any("bench.harness.worker sequential" in c for c in descendants(run.pid).values())
+            )
+        )
         os.killpg(run.pid, signal.SIGINT)
         output, _ = run.communicate(timeout=HANG_GUARD_S)
     assert run.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
